@@ -1,0 +1,1 @@
+"""The tutor's side of the conversation: lesson tutor, LLM backends, fallbacks."""

@@ -1,0 +1,146 @@
+"""The typed events every stage of a session speaks.
+
+Each event is a frozen dataclass carrying the session id and a monotonic
+timestamp (``time.monotonic()``), so per-stage latency is computed from the
+events themselves.  Audio that flows between stages at frame rate travels on
+queues as :class:`AudioFrame`; the session's event bus carries everything a
+listener (metrics, live view, the XR bridge) may want to observe.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def now() -> float:
+    """The clock every event is stamped with."""
+    return time.monotonic()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    session_id: str
+    t: float = field(default_factory=now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioFrame(Event):
+    """A block of learner audio: float32 mono at 16 kHz, stamped when captured."""
+
+    samples: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechStarted(Event):
+    """The learner started speaking (also the barge-in trigger)."""
+
+    utterance_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechPaused(Event):
+    """The learner went quiet; the turn may or may not be over."""
+
+    utterance_id: int
+    last_voiced_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartialTranscript(Event):
+    utterance_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalTranscript(Event):
+    """End of the learner's turn, with what they said.
+
+    ``last_voiced_at`` is the capture time of the last voiced sample: every
+    latency of the turn is measured from it.
+    """
+
+    utterance_id: int
+    text: str
+    language: str
+    audio_duration_s: float
+    last_voiced_at: float
+    stt_ms: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TutorText(Event):
+    """A piece of the tutor's reply text as it is produced."""
+
+    turn_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TutorReplyDone(Event):
+    """The dialogue finished producing the reply (it may still be playing)."""
+
+    turn_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TutorAudio(Event):
+    """A synthesized sentence of the tutor's reply, ready to play."""
+
+    turn_id: int
+    text: str
+    samples: np.ndarray
+    sample_rate: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TutorSpeechStarted(Event):
+    """The first sample of a reply was handed to the audio sink."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TutorSpeechEnded(Event):
+    """A reply stopped playing, whole or cut by barge-in.
+
+    ``heard`` is the part of the reply the learner actually heard.
+    """
+
+    turn_id: int
+    text: str
+    heard: str
+    cut: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BargeIn(Event):
+    """The learner spoke over the tutor; the reply in flight is cancelled."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnCompleted(Event):
+    """One learner turn and the tutor's answer, with latencies in milliseconds.
+
+    Latencies are measured from the learner's last voiced sample.
+    """
+
+    turn_id: int
+    learner: str
+    tutor: str
+    heard: str
+    cut: bool
+    latency_ms: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionNotice(Event):
+    """Something a person watching the session should know (a fallback, an error)."""
+
+    level: str
+    message: str

@@ -1,0 +1,203 @@
+"""Speech recognition with faster-whisper, tuned for short conversational turns.
+
+Whisper's encoder is trained on 30 s windows, and ``WhisperModel.transcribe``
+always pads to one.  A learner's turn is a few seconds, so :meth:`transcribe_turn`
+encodes only the utterance plus ``padding_s`` of silence (CTranslate2 accepts
+shorter feature windows) and decodes in timestamp mode with ``max_length``
+bounded by the audio's length; segments that start after the audio ends are
+dropped.  On our test audio this gives the same words as the full window in a
+fraction of the time (see benchmarks/stt_window.py).  Longer audio (files) goes
+through faster-whisper's own ``transcribe`` with its VAD filter.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from voice_tutor.config import SpeechToTextConfig
+from voice_tutor.speech.bundled import ModelNotFound, whisper_base_dir
+
+SAMPLE_RATE = 16_000
+_LONG_AUDIO_S = 28.0
+_SECONDS_PER_TIMESTAMP = 0.02
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """A model exists but cannot be loaded (corrupt, wrong format, no device)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str
+    duration_s: float
+    elapsed_ms: float
+    no_speech_prob: float = 0.0
+
+
+def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
+    """Pick CUDA float16 when a GPU is present, int8 on the CPU otherwise."""
+    import ctranslate2
+
+    if device == "auto":
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
+def resolve_model(name: str) -> str:
+    if name == "bundled:whisper-base":
+        return str(whisper_base_dir())
+    if name.startswith("bundled:"):
+        raise ModelNotFound(f"unknown bundled speech model {name!r} (known: bundled:whisper-base)")
+    return name
+
+
+class SpeechRecognizer:
+    """One loaded Whisper model, shared by every session (calls are thread-safe)."""
+
+    def __init__(self, config: SpeechToTextConfig | None = None):
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.config = config or SpeechToTextConfig()
+        self.device, self.compute_type = resolve_device(self.config.device, self.config.compute_type)
+        model_path = resolve_model(self.config.model)
+        try:
+            self._whisper = WhisperModel(
+                model_path,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=self.config.cpu_threads,
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelLoadError(f"cannot load Whisper model {model_path!r}: {exc}") from exc
+        self._tokenizers = {}
+        self._tokenizer_class = Tokenizer
+
+    @property
+    def description(self) -> str:
+        return f"{self.config.model} on {self.device} ({self.compute_type})"
+
+    def _tokenizer(self, language: str):
+        tokenizer = self._tokenizers.get(language)
+        if tokenizer is None:
+            tokenizer = self._tokenizer_class(
+                self._whisper.hf_tokenizer,
+                self._whisper.model.is_multilingual,
+                task="transcribe",
+                language=language,
+            )
+            self._tokenizers[language] = tokenizer
+        return tokenizer
+
+    def warm_up(self) -> None:
+        """Run one tiny inference so the first learner turn does not pay for it."""
+        self.transcribe_turn(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
+
+    def transcribe(self, audio: np.ndarray, hotwords: str | None = None) -> Transcript:
+        """Transcribe audio of any length (16 kHz mono float32)."""
+        if len(audio) / SAMPLE_RATE <= _LONG_AUDIO_S:
+            return self.transcribe_turn(audio, hotwords=hotwords)
+        started = time.perf_counter()
+        segments, info = self._whisper.transcribe(
+            audio,
+            language=self.config.language,
+            vad_filter=True,
+            hotwords=hotwords,
+        )
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        return Transcript(
+            text=text,
+            language=info.language,
+            duration_s=len(audio) / SAMPLE_RATE,
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def transcribe_turn(self, audio: np.ndarray, hotwords: str | None = None) -> Transcript:
+        """Transcribe one short utterance (at most ~28 s) on a trimmed encoder window."""
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        started = time.perf_counter()
+        duration = len(audio) / SAMPLE_RATE
+        if len(audio) == 0:
+            return Transcript("", self.config.language or "en", 0.0, 0.0, 1.0)
+        if duration > _LONG_AUDIO_S:
+            raise ValueError(f"transcribe_turn takes at most {_LONG_AUDIO_S:.0f} s, got {duration:.1f} s")
+        padded = np.concatenate([audio.astype(np.float32, copy=False),
+                                 np.zeros(int(self.config.padding_s * SAMPLE_RATE), np.float32)])
+        features = self._whisper.feature_extractor(padded, padding=0)
+        model = self._whisper.model
+        encoded = model.encode(get_ctranslate2_storage(features[None]), to_cpu=False)
+
+        language = self.config.language
+        if language is None:
+            if model.is_multilingual:
+                token, _probability = model.detect_language(encoded)[0][0]
+                language = token[2:-2]
+            else:
+                language = "en"
+        tokenizer = self._tokenizer(language)
+        prompt = []
+        if hotwords:
+            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + hotwords.strip())[: self._whisper.max_length // 2 - 1]]
+        prompt += list(tokenizer.sot_sequence)
+        budget = int(duration * 10) + 12
+        result = model.generate(
+            encoded,
+            [prompt],
+            beam_size=1,
+            max_length=min(len(prompt) + budget, self._whisper.max_length),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            max_initial_timestamp_index=50,
+        )[0]
+        tokens = result.sequences_ids[0]
+        text = self._text_within(tokens, tokenizer, duration)
+        average_logprob = result.scores[0] / max(1, len(tokens))
+        # Whisper's own rule, plus a stricter one for the 'you' it hears in pure silence.
+        if result.no_speech_prob > 0.85 or (result.no_speech_prob > 0.6 and average_logprob < -0.8):
+            text = ""
+        return Transcript(
+            text=text,
+            language=language,
+            duration_s=duration,
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+            no_speech_prob=result.no_speech_prob,
+        )
+
+    @staticmethod
+    def _text_within(tokens: list[int], tokenizer, duration: float) -> str:
+        """Keep the text of segments that start inside the audio; drop repeats past its end."""
+        segment_start = 0.0
+        kept: list[int] = []
+        current: list[int] = []
+        pieces: list[str] = []
+
+        def close():
+            if current and segment_start < duration - 0.1:
+                piece = tokenizer.decode(current).strip()
+                if piece and (not pieces or piece != pieces[-1]):
+                    pieces.append(piece)
+                    kept.extend(current)
+            current.clear()
+
+        for token in tokens:
+            if token >= tokenizer.timestamp_begin:
+                stamp = (token - tokenizer.timestamp_begin) * _SECONDS_PER_TIMESTAMP
+                if current:
+                    close()
+                segment_start = stamp
+            elif token < tokenizer.eot:
+                current.append(token)
+        close()
+        return " ".join(pieces).strip()

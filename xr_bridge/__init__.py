@@ -1,0 +1,1 @@
+"""The same tutoring session, mirrored into AR/VR scenes, kiosks and dashboards."""
