@@ -1,0 +1,198 @@
+"""A real OpenAI-compatible chat server for tests: deterministic, loopback only, standard library only.
+
+The design rule is "no mocked openai client": tests drive the real SDK over
+real HTTP against this process.  Replies are built from the request, so a test
+can assert on what comes back, and every request is logged as a JSON line, so
+a test can assert on what was sent.
+
+    python tests/llm_server.py --port 0 --log requests.jsonl
+
+prints ``PORT <n>`` as its first line, then serves on 127.0.0.1:
+
+* ``GET /v1/models`` lists ``--model`` (404 with ``--no-models``).
+* ``POST /v1/chat/completions`` answers ``--reply`` (``{user}`` is the last
+  user message), streamed word by word as ``chat.completion.chunk`` SSE events
+  (``stream: true``) or whole.  A last user message containing the word
+  "tool", in a request that offers tools, gets a streamed call of the first
+  tool with ``--tool-arguments`` instead.  ``max_tokens`` counts words.
+* ``--fail-status N`` answers every completion with HTTP N; ``--api-key K``
+  demands ``Authorization: Bearer K``; ``--break-after N`` drops the
+  connection after N words; an unknown model gets OpenAI's 404.
+
+Besides each request, the log records how every stream ended
+(``{"event": "stream_end", "completed": ..., "sent": ..., "total": ...}``),
+so a test can see that a client hung up early.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ARGUMENT_PIECE = 5
+"""Characters of tool-call arguments per chunk: small, so fragments split JSON tokens."""
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, as real endpoints do
+    options: argparse.Namespace
+    log_lock = threading.Lock()
+
+    def log_message(self, format, *args):  # noqa: A002 - the access log would only be noise
+        pass
+
+    def _log(self, record: dict) -> None:
+        if self.options.log:
+            with self.log_lock, open(self.options.log, "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+
+    def _send_json(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_error(self, status: int, message: str, code: str) -> None:
+        self._send_json(status, {"error": {"message": message, "type": "invalid_request_error", "code": code}})
+
+    def _authorized(self) -> bool:
+        if self.options.api_key and self.headers.get("Authorization") != f"Bearer {self.options.api_key}":
+            self._send_error(401, "Incorrect API key provided.", "invalid_api_key")
+            return False
+        return True
+
+    def do_GET(self):
+        self._log({"event": "request", "method": "GET", "path": self.path})
+        if self.path.rstrip("/") != "/v1/models" or self.options.no_models:
+            self._send_error(404, f"No route {self.path}", "not_found")
+        elif self._authorized():
+            model = {"id": self.options.model, "object": "model", "created": 0, "owned_by": "tests"}
+            self._send_json(200, {"object": "list", "data": [model]})
+
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            self._log({"event": "request", "method": "POST", "path": self.path, "body": None})
+            self._send_error(400, "Body is not JSON.", "invalid_json")
+            return
+        self._log({"event": "request", "method": "POST", "path": self.path, "body": body})
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send_error(404, f"No route {self.path}", "not_found")
+        elif self._authorized():
+            if self.options.fail_status:
+                self._send_error(self.options.fail_status, "The test server was told to fail.", "server_error")
+            elif body.get("model") != self.options.model:
+                self._send_error(404, f"The model `{body.get('model')}` does not exist.", "model_not_found")
+            else:
+                self._complete(body)
+
+    def _complete(self, body: dict) -> None:
+        user = next((m.get("content") or "" for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+        tools = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
+        base = {"id": f"chatcmpl-{int(time.time() * 1000)}", "created": int(time.time()), "model": self.options.model}
+        if tools and re.search(r"\btool\b", user, re.IGNORECASE):
+            call_id, name, arguments = "call_0", tools[0]["name"], self.options.tool_arguments
+            if body.get("stream"):
+                pieces = [arguments[i : i + ARGUMENT_PIECE] for i in range(0, len(arguments), ARGUMENT_PIECE)]
+                first = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+                deltas = [{"role": "assistant", "content": None, "tool_calls": [first]}]
+                deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in pieces]
+                self._stream(base, deltas, "tool_calls")
+            else:
+                call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                message = {"role": "assistant", "content": None, "tool_calls": [call]}
+                self._send_whole(base, message, "tool_calls", 1)
+            return
+        words = re.findall(r"\s*\S+", self.options.reply.format(user=user))
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        finish = "length" if limit and len(words) > limit else "stop"
+        words = words[:limit] if limit else words
+        if body.get("stream"):
+            deltas = [{"role": "assistant", "content": ""}] + [{"content": w} for w in words]
+            self._stream(base, deltas, finish)
+        else:
+            self._send_whole(base, {"role": "assistant", "content": "".join(words)}, finish, len(words))
+
+    def _send_whole(self, base: dict, message: dict, finish: str, tokens: int) -> None:
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        usage = {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1}
+        self._send_json(200, base | {"object": "chat.completion", "choices": [choice], "usage": usage})
+
+    def _stream(self, base: dict, deltas: list[dict], finish: str) -> None:
+        """Send SSE chunks with ``--token-delay-ms`` between them; log whether the client stayed."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunks = [base | {"object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]} for delta in deltas]
+        chunks.append(base | {"object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}]})
+        sent = 0
+        try:
+            for number, chunk in enumerate(chunks):
+                if self.options.break_after is not None and number > self.options.break_after:
+                    self.close_connection = True
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)  # mid-stream, without the terminating chunk
+                    self._log({"event": "stream_end", "completed": False, "sent": sent, "total": len(chunks)})
+                    return
+                if number > 0:  # every word waits, the first too: time to first token is one delay
+                    time.sleep(self.options.token_delay_ms / 1000)
+                self._write_chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+                sent += 1
+            self._write_chunk(b"data: [DONE]\n\n")
+            self._write_chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            self._log({"event": "stream_end", "completed": False, "sent": sent, "total": len(chunks)})
+            return
+        self._log({"event": "stream_end", "completed": True, "sent": sent, "total": len(chunks)})
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed as 'PORT n')")
+    parser.add_argument("--log", help="append each request and each stream's end as a JSON line here")
+    parser.add_argument("--model", default="tutor-test", help="the only model served")
+    parser.add_argument("--reply", default="Tutor heard: {user}. What is seven plus five?",
+                        help="the reply; {user} is the last user message")
+    parser.add_argument("--token-delay-ms", type=float, default=20, help="pause between streamed words")
+    parser.add_argument("--tool-arguments", default='{"answer": 12, "hint": "count on from seven"}',
+                        help="JSON arguments of the streamed tool call")
+    parser.add_argument("--fail-status", type=int, help="answer every completion with this HTTP status")
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY'")
+    parser.add_argument("--break-after", type=int, help="drop the connection after this many words of a stream")
+    parser.add_argument("--no-models", action="store_true", help="answer /v1/models with 404, as some servers do")
+    options = parser.parse_args(argv)
+    json.loads(options.tool_arguments)  # fail at start, not mid-test
+
+    handler = type("ConfiguredHandler", (Handler,), {"options": options})
+    server = ThreadingHTTPServer(("127.0.0.1", options.port), handler)
+    server.daemon_threads = True
+    print(f"PORT {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
