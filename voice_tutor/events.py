@@ -2,9 +2,9 @@
 
 Each event is a frozen dataclass carrying the session id and a monotonic
 timestamp (``time.monotonic()``), so per-stage latency is computed from the
-events themselves.  Audio that flows between stages at frame rate travels on
-queues as :class:`AudioFrame`; the session's event bus carries everything a
-listener (metrics, live view, the XR bridge) may want to observe.
+events themselves.  Learner audio flows at frame rate on its own queue (see
+``voice_tutor.audio.sources``); the session's event bus carries everything an
+observer (metrics, the live view, the XR bridge) may want to see.
 """
 
 from __future__ import annotations
@@ -24,13 +24,6 @@ def now() -> float:
 class Event:
     session_id: str
     t: float = field(default_factory=now)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AudioFrame(Event):
-    """A block of learner audio: float32 mono at 16 kHz, stamped when captured."""
-
-    samples: np.ndarray
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

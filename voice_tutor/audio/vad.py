@@ -1,0 +1,58 @@
+"""Streaming voice activity detection with the Silero model faster-whisper ships.
+
+The ONNX graph takes 512 samples at 16 kHz plus the previous 64 samples of
+context, and carries an LSTM state (h, c) from one frame to the next, so the
+probability of speech is available 32 ms after each frame is captured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+FRAME_SAMPLES = 512
+SAMPLE_RATE = 16_000
+_CONTEXT_SAMPLES = 64
+
+
+def silero_model_path() -> Path:
+    import faster_whisper
+
+    path = Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
+    if not path.is_file():
+        from voice_tutor.speech.bundled import ModelNotFound
+
+        raise ModelNotFound(f"faster-whisper's Silero VAD model is missing: {path}")
+    return path
+
+
+class StreamingVad:
+    """Speech probability for each 32 ms frame of one audio stream (keeps state)."""
+
+    def __init__(self, model_path: Path | None = None):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.inter_op_num_threads = 1
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 4
+        self._session = onnxruntime.InferenceSession(
+            str(model_path or silero_model_path()),
+            providers=["CPUExecutionProvider"],
+            sess_options=options,
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(_CONTEXT_SAMPLES, dtype=np.float32)
+
+    def __call__(self, frame: np.ndarray) -> float:
+        if frame.shape != (FRAME_SAMPLES,):
+            raise ValueError(f"VAD frames are {FRAME_SAMPLES} samples, got {frame.shape}")
+        window = np.concatenate([self._context, frame.astype(np.float32, copy=False)])[None, :]
+        probability, self._h, self._c = self._session.run(None, {"input": window, "h": self._h, "c": self._c})
+        self._context = frame[-_CONTEXT_SAMPLES:].astype(np.float32, copy=True)
+        return float(np.asarray(probability).reshape(-1)[0])

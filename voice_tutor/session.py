@@ -1,0 +1,185 @@
+"""One learner conversation: the stages wired together, barge-in, metrics.
+
+    source ─► Listener (VAD, turn-taking, STT) ─► Responder (dialogue, TTS) ─► Player ─► sink
+
+The session is the only place that knows about more than one stage: it
+reacts to their events (a final transcript starts a reply; speech during a
+reply cuts it), keeps the dialogue context, and turns each learner turn's
+events into a :class:`TurnCompleted` with its latencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from voice_tutor.audio.player import Player
+from voice_tutor.bus import EventBus
+from voice_tutor.config import Config
+from voice_tutor.dialogue.base import DialogueContext, Exchange, Tutor
+from voice_tutor.events import (
+    BargeIn,
+    Event,
+    FinalTranscript,
+    SpeechStarted,
+    TurnCompleted,
+    TutorSpeechEnded,
+    TutorSpeechStarted,
+    TutorText,
+)
+from voice_tutor.listener import Listener
+from voice_tutor.responder import Responder
+from voice_tutor.speech.stt import SpeechRecognizer
+from voice_tutor.speech.tts import SpeechSynthesizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpeechModels:
+    """The models and worker threads every session on this process shares."""
+
+    recognizer: SpeechRecognizer
+    synthesizer: SpeechSynthesizer
+    stt_executor: ThreadPoolExecutor
+    tts_executor: ThreadPoolExecutor
+
+    @classmethod
+    def load(cls, config: Config, progress: Callable[[str], None] = lambda message: None) -> SpeechModels:
+        import time
+
+        started = time.perf_counter()
+        progress("loading speech recognizer…")
+        recognizer = SpeechRecognizer(config.stt)
+        progress(f"speech recognizer ready: {recognizer.description}")
+        progress("loading voice…")
+        synthesizer = SpeechSynthesizer(config.tts)
+        progress(f"voice ready: {synthesizer.description}")
+        recognizer.warm_up()
+        synthesizer.warm_up()
+        progress(f"models warm in {time.perf_counter() - started:.1f} s")
+        return cls(
+            recognizer=recognizer,
+            synthesizer=synthesizer,
+            stt_executor=ThreadPoolExecutor(1, thread_name_prefix="stt"),
+            tts_executor=ThreadPoolExecutor(1, thread_name_prefix="tts"),
+        )
+
+    def close(self) -> None:
+        self.stt_executor.shutdown(wait=False, cancel_futures=True)
+        self.tts_executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class _TurnTiming:
+    learner: str
+    last_voiced_at: float
+    final_at: float
+    first_text_at: float | None = None
+    first_audio_at: float | None = None
+
+
+class Session:
+    def __init__(
+        self,
+        models: SpeechModels,
+        tutor: Tutor,
+        source,
+        sink,
+        config: Config,
+        *,
+        session_id: str | None = None,
+        learner_name: str | None = None,
+        hotwords: str | None = None,
+    ):
+        self.id = session_id or uuid.uuid4().hex[:12]
+        self.bus = EventBus()
+        self.context = DialogueContext(self.id, learner_name or config.dialogue.learner_name)
+        self.idle = asyncio.Event()
+        self.turns: list[TurnCompleted] = []
+        self._source = source
+        self._sink = sink
+        self._player = Player(self.id, sink, self._on_event)
+        self._responder = Responder(
+            self.id, tutor, models.synthesizer, self.context, self._player.queue, self._on_event,
+            models.tts_executor,
+        )
+        self._listener = Listener(
+            self.id, models.recognizer, config.turns, self._on_event, models.stt_executor, hotwords=hotwords
+        )
+        self._active_turn: int | None = None
+        self._timings: dict[int, _TurnTiming] = {}
+        if hasattr(source, "gate"):
+            source.gate = self.idle
+
+    async def run(self) -> list[TurnCompleted]:
+        """Greet, then converse until the source ends and the last reply has played."""
+        player = asyncio.create_task(self._player.run(), name="player")
+        try:
+            self._begin_turn(0)
+            self._responder.greet()
+            await self._listener.run(self._source.frames())
+            await self.idle.wait()
+        finally:
+            self._responder.cancel()
+            player.cancel()
+            await asyncio.gather(player, return_exceptions=True)
+            await self._sink.close()
+        return self.turns
+
+    def _begin_turn(self, turn_id: int) -> None:
+        self._active_turn = turn_id
+        self.idle.clear()
+
+    def _on_event(self, event: Event) -> None:
+        self.bus.publish(event)
+        match event:
+            case SpeechStarted() if self._active_turn is not None:
+                turn_id = self._active_turn
+                self._responder.cancel()
+                self._player.interrupt(turn_id)
+                self.bus.publish(BargeIn(session_id=self.id, turn_id=turn_id))
+            case FinalTranscript():
+                self._timings[event.utterance_id] = _TurnTiming(event.text, event.last_voiced_at, event.t)
+                self._begin_turn(event.utterance_id)
+                self._responder.answer(event.utterance_id, event.text)
+            case TutorText() if (timing := self._timings.get(event.turn_id)) and timing.first_text_at is None:
+                timing.first_text_at = event.t
+            case TutorSpeechStarted() if timing := self._timings.get(event.turn_id):
+                timing.first_audio_at = event.t
+            case TutorSpeechEnded():
+                self._end_turn(event)
+
+    def _end_turn(self, ended: TutorSpeechEnded) -> None:
+        reply = self._responder.reply_text.pop(ended.turn_id, ended.text)
+        timing = self._timings.pop(ended.turn_id, None)
+        if timing is not None:
+            self.context.record(Exchange(timing.learner, reply, ended.heard, ended.cut))
+            completed = TurnCompleted(
+                session_id=self.id,
+                turn_id=ended.turn_id,
+                learner=timing.learner,
+                tutor=reply,
+                heard=ended.heard,
+                cut=ended.cut,
+                latency_ms=_latencies(timing),
+            )
+            self.turns.append(completed)
+            self.bus.publish(completed)
+        if ended.turn_id == self._active_turn:
+            self._active_turn = None
+            self.idle.set()
+
+
+def _latencies(timing: _TurnTiming) -> dict[str, float]:
+    """Milliseconds from the learner's last voiced sample to each milestone."""
+    marks = {
+        "final_transcript": timing.final_at,
+        "first_text": timing.first_text_at,
+        "first_audio": timing.first_audio_at,
+    }
+    return {name: round((at - timing.last_voiced_at) * 1000, 1) for name, at in marks.items() if at is not None}

@@ -1,0 +1,94 @@
+"""What the store hands back: frozen records and the errors it raises."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Literal
+
+Role = Literal["learner", "tutor"]
+ROLES: tuple[Role, ...] = ("learner", "tutor")
+PACES = ("slow", "normal", "fast")
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (a newer schema, a missing record)."""
+
+
+class NotFound(StoreError, LookupError):
+    """A session or turn id that the store does not hold."""
+
+
+class LearnerNotFound(NotFound):
+    """No learner with that name; create one with ``Store.ensure_learner``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no learner named {name!r}")
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """How a learner likes to be taught; stored as JSON so new fields need no migration."""
+
+    pace: str = "normal"
+    """``slow``, ``normal`` or ``fast``: how much the tutor says per turn."""
+    voice_speed: float = 1.0
+    """Speaking rate relative to the voice's own (TTS length_scale = 1 / voice_speed)."""
+    language: str = "en"
+
+    def __post_init__(self) -> None:
+        if self.pace not in PACES:
+            raise ValueError(f"pace must be one of {', '.join(PACES)}, not {self.pace!r}")
+        if isinstance(self.voice_speed, bool) or not isinstance(self.voice_speed, (int, float)):
+            raise ValueError(f"voice_speed must be a number, not {self.voice_speed!r}")
+        if not 0.5 <= self.voice_speed <= 2.0:
+            raise ValueError(f"voice_speed must be in [0.5, 2.0], not {self.voice_speed}")
+        if not isinstance(self.language, str) or not self.language:
+            raise ValueError(f"language must be a non-empty string, not {self.language!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preferences:
+        """Missing keys take their defaults; unknown keys are an error, not silently dropped."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown preferences: {', '.join(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Learner:
+    id: int
+    name: str
+    level: str
+    preferences: Preferences
+    goals: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One utterance of a session; a tutor turn cut by barge-in keeps what was heard."""
+
+    id: int
+    session_id: int
+    index: int
+    role: Role
+    text: str
+    heard: str | None
+    cut: bool
+    started_at: datetime
+    ended_at: datetime
+    latency_ms: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewEntry:
+    """A skill's spaced-review card, serialized by ``learning.review.card_to_json``."""
+
+    skill_id: str
+    card: str
+    due: datetime

@@ -1,0 +1,88 @@
+"""The SQLite schema, as an ordered list of migrations.
+
+``PRAGMA user_version`` records how many migrations a database file has had;
+opening a file applies the missing ones in order, each in the same
+transaction as its version bump, so a file is always at exactly one version.
+Never edit a released migration: append a new one.
+
+Every row about a learner hangs off ``learners`` through ``ON DELETE
+CASCADE`` foreign keys, so deleting the learner row deletes all of it.
+Timestamps are ISO 8601 UTC text with microseconds (fixed width, so they
+sort and compare as text); JSON columns are checked with ``json_valid``.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: learners, their sessions and turns, assessments, mastery, review cards, ratings.
+    """
+    CREATE TABLE learners (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        level       TEXT NOT NULL,
+        preferences TEXT NOT NULL CHECK (json_valid(preferences)),
+        goals       TEXT NOT NULL CHECK (json_valid(goals)),
+        created_at  TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE sessions (
+        id          INTEGER PRIMARY KEY,
+        learner_id  INTEGER NOT NULL REFERENCES learners (id) ON DELETE CASCADE,
+        lesson_id   TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT
+    ) STRICT;
+    CREATE INDEX sessions_by_learner ON sessions (learner_id, started_at);
+
+    CREATE TABLE turns (
+        id          INTEGER PRIMARY KEY,
+        session_id  INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        idx         INTEGER NOT NULL,
+        role        TEXT NOT NULL CHECK (role IN ('learner', 'tutor')),
+        text        TEXT NOT NULL,
+        heard       TEXT,
+        cut         INTEGER NOT NULL CHECK (cut IN (0, 1)),
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT NOT NULL,
+        latency_ms  TEXT NOT NULL CHECK (json_valid(latency_ms)),
+        UNIQUE (session_id, idx)
+    ) STRICT;
+
+    CREATE TABLE assessments (
+        id          INTEGER PRIMARY KEY,
+        learner_id  INTEGER NOT NULL REFERENCES learners (id) ON DELETE CASCADE,
+        skill_id    TEXT NOT NULL,
+        question_id TEXT NOT NULL,
+        correct     INTEGER NOT NULL CHECK (correct IN (0, 1)),
+        at          TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX assessments_by_skill ON assessments (skill_id, learner_id, at);
+    CREATE INDEX assessments_by_learner ON assessments (learner_id);
+
+    CREATE TABLE mastery (
+        learner_id  INTEGER NOT NULL REFERENCES learners (id) ON DELETE CASCADE,
+        skill_id    TEXT NOT NULL,
+        p_known     REAL NOT NULL CHECK (p_known BETWEEN 0 AND 1),
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (learner_id, skill_id)
+    ) STRICT;
+
+    CREATE TABLE reviews (
+        learner_id  INTEGER NOT NULL REFERENCES learners (id) ON DELETE CASCADE,
+        skill_id    TEXT NOT NULL,
+        card        TEXT NOT NULL CHECK (json_valid(card)),
+        due         TEXT NOT NULL,
+        PRIMARY KEY (learner_id, skill_id)
+    ) STRICT;
+    CREATE INDEX reviews_by_due ON reviews (learner_id, due);
+
+    CREATE TABLE ratings (
+        id          INTEGER PRIMARY KEY,
+        turn_id     INTEGER NOT NULL REFERENCES turns (id) ON DELETE CASCADE,
+        rating      INTEGER NOT NULL CHECK (rating IN (-1, 1)),
+        comment     TEXT,
+        at          TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX ratings_by_turn ON ratings (turn_id);
+    """,
+)

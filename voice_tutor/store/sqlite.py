@@ -1,0 +1,522 @@
+"""The SQLite store: one file, safe across threads and processes and through crashes.
+
+Durability: WAL journal with ``synchronous=FULL``, and every write is one
+``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction, so once a method returns its
+write survives a killed process or a power cut, and a write cut short leaves
+nothing behind.  ``IMMEDIATE`` takes the write lock up front, so two
+processes never deadlock upgrading a read to a write (``busy_timeout`` then
+makes the second one wait instead of failing).
+
+Threads: one connection guarded by a lock, so the dialogue can call any
+method through ``asyncio.to_thread`` from any worker thread.
+
+Deletion: ``secure_delete`` zeroes freed content and ``delete_learner``
+checkpoints the WAL, so a deleted learner's words do not linger in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from voice_tutor.store.records import (
+    ROLES,
+    Learner,
+    LearnerNotFound,
+    NotFound,
+    Preferences,
+    ReviewEntry,
+    Role,
+    StoreError,
+    Turn,
+)
+from voice_tutor.store.schema import MIGRATIONS
+
+EXPORT_FORMAT = "voice-tutor/learner-export"
+EXPORT_VERSION = 1
+BUSY_TIMEOUT_MS = 5000
+"""How long a write waits for another process's transaction before failing."""
+
+
+def default_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/voice-tutor/tutor.db``, with XDG's default ``~/.local/share``."""
+    environ = os.environ if environ is None else environ
+    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "voice-tutor" / "tutor.db"
+
+
+class Store:
+    """Learners, their sessions, turns, assessments, mastery, review cards and ratings.
+
+    Learners are addressed by their unique name; sessions and turns by the
+    integer ids the store returns.  Datetimes must be timezone-aware (they
+    are kept in UTC); omitted ones mean "now".
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        """Use :meth:`open`; this expects a connection already configured and migrated."""
+        self._db = connection
+        self._lock = threading.Lock()
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> Store:
+        """Open (creating it and its folder if needed) and migrate the database at ``path``."""
+        path = Path(path) if path is not None else default_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA secure_delete = ON")
+            _migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction under the lock: all of it commits, or none of it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    # Learners
+
+    def ensure_learner(
+        self,
+        name: str,
+        *,
+        level: str = "beginner",
+        preferences: Preferences | None = None,
+        goals: tuple[str, ...] | list[str] = (),
+        at: datetime | None = None,
+    ) -> Learner:
+        """The learner called ``name``, created with these values if new (an existing one is unchanged)."""
+        if not name.strip():
+            raise ValueError("a learner needs a non-empty name")
+        with self._transaction(write=True) as db:
+            db.execute(
+                "INSERT INTO learners (name, level, preferences, goals, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (
+                    name,
+                    level,
+                    json.dumps((preferences or Preferences()).to_dict()),
+                    json.dumps(list(goals)),
+                    _iso(at),
+                ),
+            )
+            return _learner(db, name)
+
+    def update_learner(
+        self,
+        name: str,
+        *,
+        level: str | None = None,
+        preferences: Preferences | None = None,
+        goals: tuple[str, ...] | list[str] | None = None,
+    ) -> Learner:
+        """Change the given fields of an existing learner; None leaves a field as it is."""
+        with self._transaction(write=True) as db:
+            learner = _learner(db, name)
+            db.execute(
+                "UPDATE learners SET level = ?, preferences = ?, goals = ? WHERE id = ?",
+                (
+                    level if level is not None else learner.level,
+                    json.dumps((preferences or learner.preferences).to_dict()),
+                    json.dumps(list(goals if goals is not None else learner.goals)),
+                    learner.id,
+                ),
+            )
+            return _learner(db, name)
+
+    def get_learner(self, name: str) -> Learner:
+        with self._transaction() as db:
+            return _learner(db, name)
+
+    def list_learners(self) -> list[Learner]:
+        with self._transaction() as db:
+            rows = db.execute("SELECT * FROM learners ORDER BY name").fetchall()
+        return [_learner_from_row(row) for row in rows]
+
+    def delete_learner(self, name: str) -> None:
+        """Remove the learner and every row about them (sessions, turns, answers, ratings...)."""
+        with self._transaction(write=True) as db:
+            learner_id = _learner_id(db, name)
+            db.execute("DELETE FROM learners WHERE id = ?", (learner_id,))
+        with self._lock:
+            # Copy the zeroed pages into the main file and empty the WAL, which still
+            # holds the old ones.  If another process keeps reading for longer than
+            # the busy timeout this gives up; the next checkpoint finishes the job.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # Sessions and turns
+
+    def start_session(self, learner: str, lesson_id: str, *, at: datetime | None = None) -> int:
+        """Open a session of ``learner`` on ``lesson_id``; returns its id."""
+        with self._transaction(write=True) as db:
+            cursor = db.execute(
+                "INSERT INTO sessions (learner_id, lesson_id, started_at) VALUES (?, ?, ?)",
+                (_learner_id(db, learner), lesson_id, _iso(at)),
+            )
+            return cursor.lastrowid
+
+    def end_session(self, session_id: int, *, at: datetime | None = None) -> None:
+        with self._transaction(write=True) as db:
+            cursor = db.execute(
+                "UPDATE sessions SET ended_at = ? WHERE id = ?", (_iso(at), session_id)
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"no session {session_id}")
+
+    def add_turn(
+        self,
+        session_id: int,
+        role: Role,
+        text: str,
+        *,
+        heard: str | None = None,
+        cut: bool = False,
+        started_at: datetime | None = None,
+        ended_at: datetime | None = None,
+        latency_ms: Mapping[str, float] | None = None,
+    ) -> Turn:
+        """Append a turn to the session (its index is the next one); durable on return.
+
+        ``heard`` is what the learner actually heard of a tutor turn cut by
+        barge-in (``cut=True``).  ``started_at`` defaults to ``ended_at``,
+        which defaults to now.
+        """
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        ended = _iso(ended_at)
+        started = _iso(started_at) if started_at is not None else ended
+        latency = json.dumps(dict(latency_ms or {}), allow_nan=False)
+        with self._transaction(write=True) as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                raise NotFound(f"no session {session_id}")
+            cursor = db.execute(
+                "INSERT INTO turns"
+                " (session_id, idx, role, text, heard, cut, started_at, ended_at, latency_ms)"
+                " SELECT ?, COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ?, ?, ?, ?"
+                " FROM turns WHERE session_id = ?",
+                (session_id, role, text, heard, int(cut), started, ended, latency, session_id),
+            )
+            row = db.execute("SELECT * FROM turns WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return _turn_from_row(row)
+
+    def session_turns(self, session_id: int) -> list[Turn]:
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT * FROM turns WHERE session_id = ? ORDER BY idx", (session_id,)
+            ).fetchall()
+        return [_turn_from_row(row) for row in rows]
+
+    def add_rating(
+        self, turn_id: int, rating: int, comment: str | None = None, *, at: datetime | None = None
+    ) -> int:
+        """Record a learner's thumbs up (+1) or down (-1) on a turn; returns the rating id."""
+        if rating not in (1, -1):
+            raise ValueError(f"rating must be +1 or -1, not {rating!r}")
+        with self._transaction(write=True) as db:
+            if db.execute("SELECT 1 FROM turns WHERE id = ?", (turn_id,)).fetchone() is None:
+                raise NotFound(f"no turn {turn_id}")
+            cursor = db.execute(
+                "INSERT INTO ratings (turn_id, rating, comment, at) VALUES (?, ?, ?, ?)",
+                (turn_id, rating, comment, _iso(at)),
+            )
+            return cursor.lastrowid
+
+    # Assessments, mastery, review
+
+    def record_assessment(
+        self,
+        learner: str,
+        skill_id: str,
+        question_id: str,
+        correct: bool,
+        *,
+        at: datetime | None = None,
+    ) -> int:
+        """Keep one graded answer: the raw data BKT parameters are fitted from."""
+        with self._transaction(write=True) as db:
+            cursor = db.execute(
+                "INSERT INTO assessments (learner_id, skill_id, question_id, correct, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (_learner_id(db, learner), skill_id, question_id, int(bool(correct)), _iso(at)),
+            )
+            return cursor.lastrowid
+
+    def assessment_sequences(self, skill_id: str) -> dict[str, list[bool]]:
+        """Every learner's answers on ``skill_id``, oldest first: the input of ``fit_params``."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT learners.name, assessments.correct FROM assessments"
+                " JOIN learners ON learners.id = assessments.learner_id"
+                " WHERE assessments.skill_id = ?"
+                " ORDER BY assessments.learner_id, assessments.at, assessments.id",
+                (skill_id,),
+            ).fetchall()
+        sequences: dict[str, list[bool]] = {}
+        for name, correct in rows:
+            sequences.setdefault(name, []).append(bool(correct))
+        return sequences
+
+    def get_mastery(self, learner: str, skill_id: str) -> float | None:
+        """The learner's p_known for the skill, or None if never assessed (use the prior)."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT p_known FROM mastery WHERE learner_id = ? AND skill_id = ?",
+                (_learner_id(db, learner), skill_id),
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def set_mastery(
+        self, learner: str, skill_id: str, p_known: float, *, at: datetime | None = None
+    ) -> None:
+        if not 0.0 <= p_known <= 1.0:
+            raise ValueError(f"p_known must be in [0, 1], not {p_known}")
+        with self._transaction(write=True) as db:
+            db.execute(
+                "INSERT INTO mastery (learner_id, skill_id, p_known, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (learner_id, skill_id)"
+                " DO UPDATE SET p_known = excluded.p_known, updated_at = excluded.updated_at",
+                (_learner_id(db, learner), skill_id, float(p_known), _iso(at)),
+            )
+
+    def get_review(self, learner: str, skill_id: str) -> ReviewEntry | None:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT skill_id, card, due FROM reviews WHERE learner_id = ? AND skill_id = ?",
+                (_learner_id(db, learner), skill_id),
+            ).fetchone()
+        return None if row is None else _review_from_row(row)
+
+    def set_review(self, learner: str, skill_id: str, card: str, due: datetime) -> None:
+        """Keep the skill's serialized review card and when it is next due."""
+        with self._transaction(write=True) as db:
+            db.execute(
+                "INSERT INTO reviews (learner_id, skill_id, card, due) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (learner_id, skill_id)"
+                " DO UPDATE SET card = excluded.card, due = excluded.due",
+                (_learner_id(db, learner), skill_id, card, _iso(due)),
+            )
+
+    def due_reviews(self, learner: str, now: datetime | None = None) -> list[ReviewEntry]:
+        """The learner's review cards due at ``now``, most overdue first."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT skill_id, card, due FROM reviews WHERE learner_id = ? AND due <= ?"
+                " ORDER BY due, skill_id",
+                (_learner_id(db, learner), _iso(now)),
+            ).fetchall()
+        return [_review_from_row(row) for row in rows]
+
+    # Export
+
+    def export_learner(self, name: str) -> dict:
+        """Everything the store holds about a learner, as JSON-ready data (one consistent snapshot)."""
+        with self._transaction() as db:
+            learner = _learner(db, name)
+            sessions = []
+            for session_id, lesson_id, started_at, ended_at in db.execute(
+                "SELECT id, lesson_id, started_at, ended_at FROM sessions"
+                " WHERE learner_id = ? ORDER BY started_at, id",
+                (learner.id,),
+            ).fetchall():
+                turns = []
+                for row in db.execute(
+                    "SELECT * FROM turns WHERE session_id = ? ORDER BY idx", (session_id,)
+                ).fetchall():
+                    ratings = db.execute(
+                        "SELECT rating, comment, at FROM ratings WHERE turn_id = ? ORDER BY id",
+                        (row["id"],),
+                    ).fetchall()
+                    turns.append(
+                        {
+                            **_turn_export(row),
+                            "ratings": [
+                                {"rating": r, "comment": c, "at": when} for r, c, when in ratings
+                            ],
+                        }
+                    )
+                sessions.append(
+                    {
+                        "id": session_id,
+                        "lesson_id": lesson_id,
+                        "started_at": started_at,
+                        "ended_at": ended_at,
+                        "turns": turns,
+                    }
+                )
+            assessments = [
+                {"skill_id": s, "question_id": q, "correct": bool(c), "at": when}
+                for s, q, c, when in db.execute(
+                    "SELECT skill_id, question_id, correct, at FROM assessments"
+                    " WHERE learner_id = ? ORDER BY at, id",
+                    (learner.id,),
+                )
+            ]
+            mastery = [
+                {"skill_id": s, "p_known": p, "updated_at": when}
+                for s, p, when in db.execute(
+                    "SELECT skill_id, p_known, updated_at FROM mastery"
+                    " WHERE learner_id = ? ORDER BY skill_id",
+                    (learner.id,),
+                )
+            ]
+            reviews = [
+                {"skill_id": s, "card": json.loads(card), "due": due}
+                for s, card, due in db.execute(
+                    "SELECT skill_id, card, due FROM reviews WHERE learner_id = ? ORDER BY skill_id",
+                    (learner.id,),
+                )
+            ]
+            schema_version = db.execute("PRAGMA user_version").fetchone()[0]
+        return {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "schema_version": schema_version,
+            "exported_at": _iso(None),
+            "learner": {
+                "name": learner.name,
+                "level": learner.level,
+                "preferences": learner.preferences.to_dict(),
+                "goals": list(learner.goals),
+                "created_at": _iso(learner.created_at),
+            },
+            "sessions": sessions,
+            "assessments": assessments,
+            "mastery": mastery,
+            "reviews": reviews,
+        }
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Apply the migrations this file lacks, all in one write transaction.
+
+    The version is read inside the transaction, so two processes opening a
+    new file at once migrate it once.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"database schema version {version} is newer than this program's "
+                f"({len(MIGRATIONS)}); upgrade voice-tutor to open it"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in _statements(script):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.row_factory = sqlite3.Row
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (``executescript`` would commit mid-transaction)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                yield pending
+            pending = ""
+
+
+def _iso(moment: datetime | None) -> str:
+    """A timezone-aware datetime (None: now) as fixed-width UTC ISO 8601 text."""
+    if moment is None:
+        moment = datetime.now(timezone.utc)
+    elif moment.tzinfo is None:
+        raise ValueError(f"datetime must be timezone-aware, not naive: {moment!r}")
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _learner_id(db: sqlite3.Connection, name: str) -> int:
+    row = db.execute("SELECT id FROM learners WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise LearnerNotFound(name)
+    return row[0]
+
+
+def _learner(db: sqlite3.Connection, name: str) -> Learner:
+    row = db.execute("SELECT * FROM learners WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise LearnerNotFound(name)
+    return _learner_from_row(row)
+
+
+def _learner_from_row(row: sqlite3.Row) -> Learner:
+    return Learner(
+        id=row["id"],
+        name=row["name"],
+        level=row["level"],
+        preferences=Preferences.from_dict(json.loads(row["preferences"])),
+        goals=tuple(json.loads(row["goals"])),
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+
+
+def _turn_from_row(row: sqlite3.Row) -> Turn:
+    return Turn(
+        id=row["id"],
+        session_id=row["session_id"],
+        index=row["idx"],
+        role=row["role"],
+        text=row["text"],
+        heard=row["heard"],
+        cut=bool(row["cut"]),
+        started_at=datetime.fromisoformat(row["started_at"]),
+        ended_at=datetime.fromisoformat(row["ended_at"]),
+        latency_ms=json.loads(row["latency_ms"]),
+    )
+
+
+def _turn_export(row: sqlite3.Row) -> dict:
+    return {
+        "id": row["id"],
+        "index": row["idx"],
+        "role": row["role"],
+        "text": row["text"],
+        "heard": row["heard"],
+        "cut": bool(row["cut"]),
+        "started_at": row["started_at"],
+        "ended_at": row["ended_at"],
+        "latency_ms": json.loads(row["latency_ms"]),
+    }
+
+
+def _review_from_row(row: sqlite3.Row) -> ReviewEntry:
+    return ReviewEntry(skill_id=row[0], card=row[1], due=datetime.fromisoformat(row[2]))
