@@ -180,6 +180,12 @@ def cmd_talk(args) -> int:
         return 130
 
 
+def cmd_bench(args) -> int:
+    from voice_tutor.bench import main as bench_main
+
+    return bench_main(_config(args), args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voice-tutor", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -214,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--input-device", help="microphone (sounddevice name or index)")
     talk.add_argument("--output-device", help="speaker (sounddevice name or index)")
     talk.set_defaults(run=cmd_talk)
+
+    bench = commands.add_parser("bench", parents=[common], help="measure latency, speed and memory here")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 
