@@ -1,9 +1,11 @@
 """Persistence of learners, sessions, turns and the learner model (SQLite by default).
 
->>> store = Store.open()                  # $XDG_DATA_HOME/voice-tutor/tutor.db
->>> store.ensure_learner("ada")
->>> session = store.start_session("ada", "arithmetic")
->>> store.add_turn(session, "learner", "seven")
+::
+
+    store = Store.open()                  # $XDG_DATA_HOME/voice-tutor/tutor.db
+    store.ensure_learner("ada")
+    session = store.start_session("ada", "arithmetic")
+    store.add_turn(session, "learner", "seven")
 
 Every method is blocking and thread-safe: from async code call it through
 ``asyncio.to_thread``.

@@ -70,7 +70,9 @@ class Store:
         """Open (creating it and its folder if needed) and migrate the database at ``path``."""
         path = Path(path) if path is not None else default_path()
         path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are the explicit BEGIN/COMMIT of _transaction.
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
@@ -117,7 +119,7 @@ class Store:
         goals: tuple[str, ...] | list[str] = (),
         at: datetime | None = None,
     ) -> Learner:
-        """The learner called ``name``, created with these values if new (an existing one is unchanged)."""
+        """The learner called ``name``, created with these values if new (else unchanged)."""
         if not name.strip():
             raise ValueError("a learner needs a non-empty name")
         with self._transaction(write=True) as db:
@@ -304,7 +306,8 @@ class Store:
             raise ValueError(f"p_known must be in [0, 1], not {p_known}")
         with self._transaction(write=True) as db:
             db.execute(
-                "INSERT INTO mastery (learner_id, skill_id, p_known, updated_at) VALUES (?, ?, ?, ?)"
+                "INSERT INTO mastery (learner_id, skill_id, p_known, updated_at)"
+                " VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (learner_id, skill_id)"
                 " DO UPDATE SET p_known = excluded.p_known, updated_at = excluded.updated_at",
                 (_learner_id(db, learner), skill_id, float(p_known), _iso(at)),
@@ -341,7 +344,7 @@ class Store:
     # Export
 
     def export_learner(self, name: str) -> dict:
-        """Everything the store holds about a learner, as JSON-ready data (one consistent snapshot)."""
+        """Everything the store holds about a learner, as JSON-ready data, from one snapshot."""
         with self._transaction() as db:
             learner = _learner(db, name)
             sessions = []
@@ -394,7 +397,8 @@ class Store:
             reviews = [
                 {"skill_id": s, "card": json.loads(card), "due": due}
                 for s, card, due in db.execute(
-                    "SELECT skill_id, card, due FROM reviews WHERE learner_id = ? ORDER BY skill_id",
+                    "SELECT skill_id, card, due FROM reviews"
+                    " WHERE learner_id = ? ORDER BY skill_id",
                     (learner.id,),
                 )
             ]
@@ -441,7 +445,6 @@ def _migrate(db: sqlite3.Connection) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    db.row_factory = sqlite3.Row
 
 
 def _statements(script: str) -> Iterator[str]:
