@@ -41,7 +41,6 @@ class Responder:
         self._publish = publish
         self._tts_executor = tts_executor
         self._task: asyncio.Task[None] | None = None
-        self.reply_text: dict[int, str] = {}
 
     @property
     def busy(self) -> bool:
@@ -66,31 +65,26 @@ class Responder:
         chunker = SentenceChunker()
         parts: list[str] = []
         try:
-            try:
-                async for piece in stream:
-                    parts.append(piece)
-                    self._publish(TutorText(session_id=self.session_id, turn_id=turn_id, text=piece))
-                    for sentence in chunker.push(piece):
-                        await self._speak(turn_id, sentence)
-            except Exception as error:  # a broken backend must not silence the session
-                log.exception("dialogue failed")
-                self._publish(SessionNotice(session_id=self.session_id, level="error",
-                                            message=f"the tutor could not answer: {error}"))
-                chunker.flush()
-                apology = "Sorry, I lost my train of thought. Could you say that again?"
-                parts.append(" " + apology)
-                chunker.push(apology)
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
-            for sentence in chunker.flush():
-                await self._speak(turn_id, sentence)
-            text = "".join(parts).strip()
-            self.reply_text[turn_id] = text
-            self._publish(TutorReplyDone(session_id=self.session_id, turn_id=turn_id, text=text))
-            await self._audio_out.put(EndOfReply(turn_id))
-        except asyncio.CancelledError:
-            self.reply_text[turn_id] = "".join(parts).strip()
-            raise
+            async for piece in stream:
+                parts.append(piece)
+                self._publish(TutorText(session_id=self.session_id, turn_id=turn_id, text=piece))
+                for sentence in chunker.push(piece):
+                    await self._speak(turn_id, sentence)
+        except Exception as error:  # a broken backend must not leave the learner in silence
+            log.exception("dialogue failed")
+            self._publish(SessionNotice(session_id=self.session_id, level="error",
+                                        message=f"the tutor could not answer: {error}"))
+            chunker.flush()
+            apology = " Sorry, I lost my train of thought. Could you say that again?"
+            parts.append(apology)
+            self._publish(TutorText(session_id=self.session_id, turn_id=turn_id, text=apology))
+            chunker.push(apology)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        for sentence in chunker.flush():
+            await self._speak(turn_id, sentence)
+        self._publish(TutorReplyDone(session_id=self.session_id, turn_id=turn_id, text="".join(parts).strip()))
+        await self._audio_out.put(EndOfReply(turn_id))
 
     async def _speak(self, turn_id: int, sentence: str) -> None:
         loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from voice_tutor.audio.player import Player
 from voice_tutor.bus import EventBus
@@ -81,6 +81,7 @@ class _TurnTiming:
     final_at: float
     first_text_at: float | None = None
     first_audio_at: float | None = None
+    reply: list[str] = field(default_factory=list)
 
 
 class Session:
@@ -147,17 +148,19 @@ class Session:
                 self._timings[event.utterance_id] = _TurnTiming(event.text, event.last_voiced_at, event.t)
                 self._begin_turn(event.utterance_id)
                 self._responder.answer(event.utterance_id, event.text)
-            case TutorText() if (timing := self._timings.get(event.turn_id)) and timing.first_text_at is None:
-                timing.first_text_at = event.t
+            case TutorText() if timing := self._timings.get(event.turn_id):
+                timing.reply.append(event.text)
+                if timing.first_text_at is None:
+                    timing.first_text_at = event.t
             case TutorSpeechStarted() if timing := self._timings.get(event.turn_id):
                 timing.first_audio_at = event.t
             case TutorSpeechEnded():
                 self._end_turn(event)
 
     def _end_turn(self, ended: TutorSpeechEnded) -> None:
-        reply = self._responder.reply_text.pop(ended.turn_id, ended.text)
         timing = self._timings.pop(ended.turn_id, None)
         if timing is not None:
+            reply = "".join(timing.reply).strip()
             self.context.record(Exchange(timing.learner, reply, ended.heard, ended.cut))
             completed = TurnCompleted(
                 session_id=self.id,

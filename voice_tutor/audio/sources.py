@@ -112,15 +112,18 @@ class FileSource:
         started = time.monotonic()
         for index in range(count):
             if self.realtime:
-                due = started + (index + 1) * FRAME_SAMPLES / SAMPLE_RATE
-                delay = due - time.monotonic()
+                # Stamped when a microphone would have captured it, even if the session pulls it late.
+                captured_at = started + (index + 1) * FRAME_SAMPLES / SAMPLE_RATE
+                delay = captured_at - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            elif self.gate is not None:
-                await self.gate.wait()
             else:
-                await asyncio.sleep(0)
-            yield CapturedFrame(audio[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES], time.monotonic())
+                if self.gate is not None:
+                    await self.gate.wait()
+                else:
+                    await asyncio.sleep(0)
+                captured_at = time.monotonic()
+            yield CapturedFrame(audio[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES], captured_at)
 
 
 class PcmSource:
@@ -128,7 +131,7 @@ class PcmSource:
 
     def __init__(self, sample_rate: int, max_blocks: int = 500):
         self.sample_rate = sample_rate
-        self._queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue(max_blocks)
+        self._queue: asyncio.Queue[tuple[np.ndarray, float] | None] = asyncio.Queue(max_blocks)
         self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
         self._reframer = Reframer()
 
@@ -142,7 +145,7 @@ class PcmSource:
         else:
             samples = np.asarray(pcm, dtype=np.float32).reshape(-1)
         try:
-            self._queue.put_nowait(samples)
+            self._queue.put_nowait((samples, time.monotonic()))
             return True
         except asyncio.QueueFull:
             log.warning("learner audio queue full; a block was dropped")
@@ -152,11 +155,11 @@ class PcmSource:
         self._queue.put_nowait(None)
 
     async def frames(self) -> AsyncIterator[CapturedFrame]:
-        while (block := await self._queue.get()) is not None:
-            block = np.nan_to_num(np.clip(block, -1, 1))
-            resampled = self._resampler.resample_chunk(block)
+        while (item := await self._queue.get()) is not None:
+            block, pushed_at = item
+            resampled = self._resampler.resample_chunk(np.nan_to_num(np.clip(block, -1, 1)))
             for frame in self._reframer.push(resampled):
-                yield CapturedFrame(frame, time.monotonic())
+                yield CapturedFrame(frame, pushed_at)
 
 
 class MicrophoneSource:
@@ -178,20 +181,19 @@ class MicrophoneSource:
 
     async def frames(self) -> AsyncIterator[CapturedFrame]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[np.ndarray] = asyncio.Queue(maxsize=200)
+        queue: asyncio.Queue[tuple[np.ndarray, float]] = asyncio.Queue(maxsize=200)
         resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32")
         reframer = Reframer()
 
         def on_audio(indata, _frames, _time, status):
             if status:
                 log.debug("microphone status: %s", status)
-            block = indata[:, 0].copy()
-            loop.call_soon_threadsafe(_offer, block)
+            loop.call_soon_threadsafe(_offer, indata[:, 0].copy(), time.monotonic())
 
-        def _offer(block):
+        def _offer(block, captured_at):
             if queue.full():
                 queue.get_nowait()  # the loop fell behind: keep the newest audio
-            queue.put_nowait(block)
+            queue.put_nowait((block, captured_at))
 
         try:
             stream = self._sd.InputStream(
@@ -202,6 +204,6 @@ class MicrophoneSource:
             raise AudioInputError(f"cannot open microphone {self.name!r}: {exc}") from exc
         with stream:
             while True:
-                block = await queue.get()
+                block, captured_at = await queue.get()
                 for frame in reframer.push(resampler.resample_chunk(block)):
-                    yield CapturedFrame(frame, time.monotonic())
+                    yield CapturedFrame(frame, captured_at)
