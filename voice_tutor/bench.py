@@ -25,7 +25,10 @@ import numpy as np
 import soundfile
 import soxr
 
+from rapidfuzz.distance import Levenshtein
+
 from voice_tutor.config import Config, TextToSpeechConfig
+from voice_tutor.dialogue.answers import normalize
 from voice_tutor.session import Session, SpeechModels
 
 UTTERANCES = [
@@ -79,6 +82,11 @@ def make_utterances() -> list[tuple[str, np.ndarray]]:
     return made
 
 
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Word-level edit distance after normalizing numbers and punctuation."""
+    return Levenshtein.distance(normalize(reference).split(), normalize(hypothesis).split())
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -124,15 +132,21 @@ def run_bench(config: Config) -> dict:
     results["end_of_speech_to_first_audio_ms"] = {"p50": _percentile(audio, 50), "p95": _percentile(audio, 95)}
 
     fast, standard = [], []
-    for _text, clip in utterances:
+    fast_errors = standard_errors = words = 0
+    for text, clip in utterances:
         duration = len(clip) / 16_000
-        fast.append(models.recognizer.transcribe_turn(clip).elapsed_ms / 1000 / duration)
+        turn = models.recognizer.transcribe_turn(clip)
+        fast.append(turn.elapsed_ms / 1000 / duration)
         t0 = time.perf_counter()
-        segments, _info = models.recognizer._whisper.transcribe(clip, language=config.stt.language, beam_size=1)
-        list(segments)
+        segments, _info = models.recognizer.whisper.transcribe(clip, language=config.stt.language, beam_size=1)
+        full_text = " ".join(segment.text for segment in segments)
         standard.append((time.perf_counter() - t0) / duration)
+        fast_errors += word_errors(text, turn.text)
+        standard_errors += word_errors(text, full_text)
+        words += len(normalize(text).split())
     results["stt_real_time_factor"] = {"turn_window_p50": float(np.median(fast)),
                                        "full_window_p50": float(np.median(standard))}
+    results["stt_word_error_rate"] = {"turn_window": fast_errors / words, "full_window": standard_errors / words}
     tts_first = []
     for sentence in TTS_SENTENCES * 3:
         models.synthesizer.synthesize(sentence)
@@ -161,6 +175,8 @@ def format_table(results: dict) -> str:
         "",
         f"STT real-time factor (turn window)  {results['stt_real_time_factor']['turn_window_p50']:.3f}",
         f"STT real-time factor (30 s window)  {results['stt_real_time_factor']['full_window_p50']:.3f}",
+        f"STT word error rate (turn window)   {results['stt_word_error_rate']['turn_window']:.3f}",
+        f"STT word error rate (30 s window)   {results['stt_word_error_rate']['full_window']:.3f}",
         f"model load and warm-up              {results['model_load_s']:.1f} s",
         f"peak memory of the session (RSS)    {results['peak_memory_mb']:.0f} MB",
     ]

@@ -6,8 +6,9 @@ encodes only the utterance plus ``padding_s`` of silence (CTranslate2 accepts
 shorter feature windows) and decodes in timestamp mode with ``max_length``
 bounded by the audio's length; segments that start after the audio ends are
 dropped.  On our test audio this gives the same words as the full window in a
-fraction of the time (see benchmarks/stt_window.py).  Longer audio (files) goes
-through faster-whisper's own ``transcribe`` with its VAD filter.
+fraction of the time (``voice-tutor bench`` reports both real-time factors and
+word error rates).  Longer audio (files) goes through faster-whisper's own
+``transcribe`` with its VAD filter.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class SpeechRecognizer:
             raise ModelLoadError(f"cannot load Whisper model {model_path!r}: {exc}") from exc
         self._tokenizers = {}
         self._tokenizer_class = Tokenizer
+
+    @property
+    def whisper(self):
+        """The underlying ``faster_whisper.WhisperModel`` (for its standard ``transcribe``)."""
+        return self._whisper
 
     @property
     def description(self) -> str:
