@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -26,7 +27,12 @@ SAMPLES: list[p.Message] = [
     p.Welcome(version=1, server="xr-bridge", max_message_bytes=65536, max_audio_bytes=192000, ping_interval_s=20.0),
     p.Join(token="abc.def", role="learner", name="Ada", resume="r-1", last_seq=41),
     p.Joined(
-        room="physics-1", client_id="c1", role="learner", name="Ada", resume_id="r-1", resumed=False,
+        room="physics-1",
+        client_id="c1",
+        role="learner",
+        name="Ada",
+        resume_id="r-1",
+        resumed=False,
         members=[p.Member(client_id="c0", role="teacher", name="Ms T")],
     ),
     p.Error(code="forbidden", message="a observer may not send 'gaze'", ref_type="gaze"),
@@ -48,7 +54,12 @@ SAMPLES: list[p.Message] = [
     p.TutorSpeechEnded(**S, turn_id=3, text="Gravity pulls it back.", heard="Gravity pulls", cut=True),
     p.BargeIn(**S, turn_id=3),
     p.TurnCompleted(
-        **S, turn_id=3, learner="Why?", tutor="Gravity.", heard="Gravity.", cut=False,
+        **S,
+        turn_id=3,
+        learner="Why?",
+        tutor="Gravity.",
+        heard="Gravity.",
+        cut=False,
         latency_ms={"first_audio": 420.0, "stt": 80.0},
     ),
     p.MasteryUpdate(**S, skill="pendulum.period", mastery=0.6, previous=0.4),
@@ -138,7 +149,7 @@ def test_oversized_frames_are_refused_before_parsing() -> None:
     with pytest.raises(p.ProtocolError, match="exceeds the limit of 100") as caught:
         p.parse_text(frame, max_bytes=100)
     assert caught.value.code == "too_large"
-    with pytest.raises(p.ProtocolError, match="too_large|exceeds"):
+    with pytest.raises(p.ProtocolError, match="exceeds the limit"):
         p.parse_text(" " * (p.MAX_TEXT_BYTES + 1))
     with pytest.raises(p.ProtocolError):  # a long text field is bounded even inside the frame limit
         p.parse_text(json.dumps({"type": "teacher_message", "text": "x" * 2001}))
@@ -223,7 +234,11 @@ def test_roles_may_send_only_their_own_messages(role: p.Role, message: p.Message
 def test_only_learners_send_audio_and_only_learner_audio() -> None:
     learner = p.AudioChunk(kind=p.AudioKind.LEARNER, sample_rate=16000, seq=0, pcm=b"\0\0")
     p.check_allowed("learner", learner)
-    for role, chunk in [("observer", learner), ("teacher", learner), ("learner", dataclasses.replace(learner, kind=p.AudioKind.TUTOR))]:
+    for role, chunk in [
+        ("observer", learner),
+        ("teacher", learner),
+        ("learner", dataclasses.replace(learner, kind=p.AudioKind.TUTOR)),
+    ]:
         with pytest.raises(p.ProtocolError, match="audio"):
             p.check_allowed(role, chunk)  # type: ignore[arg-type]
 
@@ -260,7 +275,9 @@ def test_session_events_map_to_wire_messages() -> None:
 
 
 def test_tutor_audio_becomes_a_binary_chunk_and_internal_events_stay_home() -> None:
-    audio = ev.TutorAudio(session_id="s", turn_id=1, text="Hi", samples=np.full(480, 0.25, np.float32), sample_rate=22050)
+    audio = ev.TutorAudio(
+        session_id="s", turn_id=1, text="Hi", samples=np.full(480, 0.25, np.float32), sample_rate=22050
+    )
     chunk = p.event_to_wire(audio)
     assert isinstance(chunk, p.AudioChunk)
     assert chunk.kind is p.AudioKind.TUTOR and chunk.sample_rate == 22050 and len(chunk.samples()) == 480
@@ -316,10 +333,8 @@ def test_any_json_object_either_parses_or_raises_protocol_error(kind: str, field
 @FAST
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=200)))
 def test_arbitrary_frames_never_crash_the_parser(frame: str | bytes) -> None:
-    try:
+    with contextlib.suppress(p.ProtocolError):
         p.parse(frame)
-    except p.ProtocolError:
-        pass
 
 
 @FAST
@@ -329,7 +344,9 @@ def test_arbitrary_frames_never_crash_the_parser(frame: str | bytes) -> None:
     seq=st.integers(0, 2**32 - 1),
     samples=st.lists(st.integers(-32768, 32767), min_size=1, max_size=500),
 )
-def test_audio_round_trips_for_any_header_and_samples(kind: p.AudioKind, rate: int, seq: int, samples: list[int]) -> None:
+def test_audio_round_trips_for_any_header_and_samples(
+    kind: p.AudioKind, rate: int, seq: int, samples: list[int]
+) -> None:
     chunk = p.AudioChunk(kind=kind, sample_rate=rate, seq=seq, pcm=np.array(samples, "<i2").tobytes())
     assert p.parse_binary(p.encode_binary(chunk)) == chunk
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 
 import numpy as np
@@ -159,7 +160,7 @@ async def test_runner_follows_the_wall_clock_and_publishes_at_its_rate() -> None
 
     assert not runner.running
     assert 18 <= len(published) <= 28  # 50 Hz for 0.5 s, plus the first snapshot
-    assert all(a.t < b.t for a, b in zip(published[1:], published[2:], strict=False))
+    assert all(a.t < b.t for a, b in itertools.pairwise(published[1:]))
     assert published[-1].t == pytest.approx(elapsed, abs=0.05)
     assert published[-1].step == round(published[-1].t / runner.dt)
     assert published[0].params["length"] == 1.0 and published[-1].params["length"] == 2.0
