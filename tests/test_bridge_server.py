@@ -282,6 +282,59 @@ async def test_latest_value_messages_are_coalesced_for_a_lagging_client() -> Non
         assert room.members  # still connected: coalescing kept it under its limit
 
 
+async def test_tutor_audio_is_dropped_first_for_a_lagging_client() -> None:
+    async with running(limits=Limits(send_queue=32)) as server:
+        (listener,) = await join_all(server, "r", ("learner", "L"))
+        room = server.room("r")
+        (client,) = room.clients()
+        listener.ws.transport.pause_reading()
+        chunk = p.AudioChunk(kind=p.AudioKind.TUTOR, sample_rate=16000, seq=0, pcm=pcm(8000))
+        for _ in range(400):
+            await room.publish(chunk)
+        await room.publish(p.Notice(**SID, level="info", message="still here"))
+        listener.ws.transport.resume_reading()
+        seqs = []
+        while not isinstance(item := await listener.recv(), p.Notice):
+            seqs.append(item.seq)  # type: ignore[union-attr]
+        # The outbox took audio until half full and dropped the rest; the notice still got through.
+        assert seqs == list(range(1, 17)) and client.outbox.dropped == 400 - 16
+        assert room.members
+
+
+async def test_an_empty_room_outlives_the_resume_grace_then_closes_its_session() -> None:
+    closed: list[str] = []
+
+    class Session:
+        def __init__(self, room: Room):
+            self.room = room
+
+        async def on_learner_audio(self, client: p.Member, pcm: bytes, sample_rate: int) -> None: ...
+        async def on_learner_action(self, client: p.Member, action: p.LearnerAction) -> None: ...
+        async def on_teacher_message(self, client: p.Member, message: p.TeacherMessage) -> None: ...
+
+        async def close(self) -> None:
+            closed.append(self.room.id)
+
+    async with running(limits=Limits(resume_grace_s=0.3), session_factory=Session) as server:
+        (peer,) = await join_all(server, "r", ("learner", "Ada"))
+        await peer.close()
+        await asyncio.sleep(0.1)
+        assert "r" in server.rooms and closed == []
+        await asyncio.sleep(0.4)
+        assert server.rooms == {} and closed == ["r"]
+        again = await Peer.join(server, "r", "learner", "Ada", resume=peer.joined.resume_id, last_seq=peer.last_seq)
+        assert not again.joined.resumed  # the ticket went with the room
+
+
+def test_limits_that_would_break_the_protocol_are_refused() -> None:
+    with pytest.raises(ValueError, match="history"):
+        Limits(history=100_000)
+    with pytest.raises(ValueError, match="send_queue"):
+        Limits(send_queue=1)
+    with pytest.raises(ValueError, match="16 bytes"):
+        BridgeServer(b"short")
+
+
 async def test_reconnecting_with_the_resume_id_restores_state_and_missed_events() -> None:
     async with running() as server:
         learner, teacher = await join_all(server, "r", ("learner", "Ada"), ("teacher", "Ms T"))
