@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -31,7 +32,8 @@ def _config(args) -> Config:
         stt={"model": args.stt_model, "device": args.device, "language": args.language},
         tts={"voice": args.voice},
         llm={"base_url": getattr(args, "llm_url", None), "model": getattr(args, "llm_model", None)},
-        dialogue={"lesson": getattr(args, "lesson", None), "learner_name": getattr(args, "name", None)},
+        dialogue={"lesson": getattr(args, "lesson", None), "learner_name": getattr(args, "name", None),
+                  "store": getattr(args, "db", None)},
     )
 
 
@@ -83,21 +85,38 @@ def cmd_say(args) -> int:
     return 0
 
 
-def build_tutor(config: Config, on_notice=None):
-    """The offline lesson tutor, or an LLM tutor that falls back to it."""
-    from voice_tutor.dialogue.base import FallbackTutor
-    from voice_tutor.dialogue.lesson_tutor import LessonTutor
+def load_configured_lesson(config: Config):
     from voice_tutor.learning.lessons import find_lesson, load_lesson
 
-    lesson = load_lesson(find_lesson(config.dialogue.lesson, config.dialogue.lessons_dir))
-    offline = LessonTutor(lesson)
-    if not config.llm.base_url:
-        return lesson, offline
-    from voice_tutor.dialogue.llm import ChatTutor, check_endpoint
-    from voice_tutor.dialogue.prompts import lesson_system_prompt
+    return load_lesson(find_lesson(config.dialogue.lesson, config.dialogue.lessons_dir))
 
-    asyncio.run(check_endpoint(config.llm))
-    return lesson, FallbackTutor(ChatTutor(config.llm, lesson_system_prompt(lesson)), offline, on_notice)
+
+async def build_tutor(config: Config, lesson, memory, publish):
+    """The offline lesson tutor, or an LLM tutor that falls back to it; safety-filtered either way.
+
+    ``publish`` receives the session events these wrappers produce (fallback
+    notices, safety alerts).
+    """
+    from voice_tutor.dialogue.base import FallbackTutor
+    from voice_tutor.dialogue.lesson_tutor import LessonTutor
+    from voice_tutor.dialogue.safety import SafeTutor
+    from voice_tutor.events import SafetyAlert, SessionNotice
+
+    tutor = LessonTutor(lesson, memory)
+    if config.llm.base_url:
+        from voice_tutor.dialogue.llm import ChatTutor, check_endpoint
+        from voice_tutor.dialogue.prompts import lesson_system_prompt
+
+        await check_endpoint(config.llm)
+        tutor = FallbackTutor(
+            ChatTutor(config.llm, lesson_system_prompt(lesson)),
+            tutor,
+            lambda error: publish(SessionNotice(level="warning", message=f"{error}; the offline tutor answers instead")),
+        )
+    return SafeTutor(tutor, lambda verdict: publish(SafetyAlert(
+        direction=verdict.source, category=str(verdict.category), severity=verdict.severity,
+        excerpt=verdict.redacted_text[:200],
+    )))
 
 
 async def _print_live(session, json_mode: bool) -> None:
@@ -137,37 +156,48 @@ async def _print_live(session, json_mode: bool) -> None:
 async def _talk(args, config: Config) -> int:
     from voice_tutor.audio.sinks import SpeakerSink, WavFileSink
     from voice_tutor.audio.sources import FileSource, MicrophoneSource
-    from voice_tutor.events import SessionNotice
+    from voice_tutor.learning.memory import LearnerMemory
     from voice_tutor.session import Session, SpeechModels
+    from voice_tutor.store import Store
+    from voice_tutor.store.recorder import TurnRecorder
 
+    lesson = load_configured_lesson(config)
+    learner = config.dialogue.learner_name
+    store = await asyncio.to_thread(Store.open, config.dialogue.store) if learner else None
+    memory = await LearnerMemory.open(lesson, learner, store)
     sessions: list[Session] = []
 
-    def on_fallback(error: Exception) -> None:
+    def publish(event_without_session):
         for session in sessions:
-            session.bus.publish(SessionNotice(session_id=session.id, level="warning",
-                                              message=f"{error}; the offline tutor answers instead"))
+            session.bus.publish(dataclasses.replace(event_without_session, session_id=session.id))
 
-    lesson, tutor = await asyncio.to_thread(build_tutor, config, on_fallback)
-    if args.input:
-        source = FileSource(args.input, realtime=not args.fast)
-    else:
-        source = MicrophoneSource(args.input_device)
+    tutor = await build_tutor(config, lesson, memory, publish)
+    source = FileSource(args.input, realtime=not args.fast) if args.input else MicrophoneSource(args.input_device)
     models = await asyncio.to_thread(SpeechModels.load, config, _progress)
     if args.output:
         sink = WavFileSink(args.output, models.synthesizer.sample_rate, realtime=not args.fast)
     else:
         sink = SpeakerSink(models.synthesizer.sample_rate, args.output_device)
-    session = Session(models, tutor, source, sink, config)
+    hotwords = " ".join(lesson.vocabulary) if config.stt.lesson_hotwords and lesson.vocabulary else None
+    session = Session(models, tutor, source, sink, config, hotwords=hotwords)
     sessions.append(session)
+    recorder = TurnRecorder(store, learner, lesson.id) if store else None
+    tasks = [asyncio.create_task(_print_live(session, args.json))]
+    if recorder:
+        tasks.append(asyncio.create_task(recorder.run(session.bus.subscribe())))
     if not args.json:
         _progress(f"lesson: {lesson.title} — tutor: {tutor.name}")
         _progress("listening (Ctrl+C to stop)" if not args.input else f"playing {args.input} into the session")
-    printer = asyncio.create_task(_print_live(session, args.json))
     try:
         await session.run()
     finally:
         await asyncio.sleep(0)
-        printer.cancel()
+        for task in tasks:
+            task.cancel()
+        if recorder:
+            await recorder.close()
+        if store:
+            store.close()
         models.close()
     return 0
 
@@ -214,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--fast", action="store_true", help="feed --input as fast as possible, not in real time")
     talk.add_argument("--json", action="store_true", help="one JSON object per turn")
     talk.add_argument("--lesson", help="lesson id or path (default arithmetic)")
-    talk.add_argument("--name", help="the learner's name")
+    talk.add_argument("--name", help="the learner's name: a named learner is remembered across sessions")
+    talk.add_argument("--db", type=Path, help="the learner database (default ~/.local/share/voice-tutor/tutor.db)")
     talk.add_argument("--llm-url", help="an OpenAI-compatible endpoint (default: the offline tutor)")
     talk.add_argument("--llm-model", help="the model to ask at --llm-url")
     talk.add_argument("--input-device", help="microphone (sounddevice name or index)")

@@ -35,6 +35,8 @@ class SpeechToTextConfig:
     """None detects the language per utterance."""
     padding_s: float = 3.0
     """Silence appended to an utterance before encoding (see speech/stt.py)."""
+    lesson_hotwords: bool = False
+    """Bias recognition towards the lesson's vocabulary during a session (see benchmarks/hotwords.py)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,10 @@ class DialogueConfig:
     lesson: str = "arithmetic"
     """A lesson id from the lessons directory, or a path to a lesson file."""
     lessons_dir: Path = ASSETS_DIR / "lessons"
-    learner_name: str = "friend"
+    learner_name: str | None = None
+    """Named learners are remembered across sessions; unnamed ones are not."""
+    store: Path | None = None
+    """The learner database (SQLite); None is ``$XDG_DATA_HOME/voice-tutor/tutor.db``."""
 
 
 @dataclass(frozen=True)

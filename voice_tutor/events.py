@@ -22,7 +22,8 @@ def now() -> float:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
-    session_id: str
+    session_id: str = ""
+    """Empty only until the session that publishes it stamps it."""
     t: float = field(default_factory=now)
 
 
@@ -137,3 +138,27 @@ class SessionNotice(Event):
 
     level: str
     message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MasteryUpdated(Event):
+    """An assessed answer moved the learner's estimated mastery of a skill (BKT)."""
+
+    learner: str
+    skill_id: str
+    skill_name: str
+    correct: bool
+    p_known: float
+    mastered: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SafetyAlert(Event):
+    """Something said in the session that a teacher must know about."""
+
+    direction: str
+    """``learner`` or ``tutor``: who said it."""
+    category: str
+    severity: str
+    excerpt: str
+    """What was said, with personal data redacted."""

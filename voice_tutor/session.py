@@ -99,7 +99,8 @@ class Session:
     ):
         self.id = session_id or uuid.uuid4().hex[:12]
         self.bus = EventBus()
-        self.context = DialogueContext(self.id, learner_name or config.dialogue.learner_name)
+        self.context = DialogueContext(self.id, learner_name or config.dialogue.learner_name or "friend")
+        self.context.publish = self._on_event
         self.idle = asyncio.Event()
         self.turns: list[TurnCompleted] = []
         self._source = source

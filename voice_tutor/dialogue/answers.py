@@ -112,3 +112,30 @@ def classify_request(utterance: str) -> Request | None:
         if pattern.search(text):
             return request
     return None
+
+
+_TRIGGER_PATTERNS = [
+    ("upset", re.compile(
+        r"\b(i'?m (so )?(stupid|dumb|bad at (this|math|maths))|i hate (this|math|maths|fractions)|"
+        r"this is (too|so) hard|i give up|i can'?t do (this|it)|i feel (sad|awful|terrible))\b"
+    )),
+    ("does_not_understand", re.compile(
+        r"\b(i (don'?t|do not) (understand|get it)|what does (that|this|it) mean|i'?m (confused|lost)|makes no sense)\b"
+    )),
+    ("asks_for_answer", re.compile(
+        r"\b(just )?(tell|give|show) me the answer\b|\bwhat'?s the answer\b|\bwhat is the answer\b"
+    )),
+]
+
+
+def detect_trigger(utterance: str) -> str | None:
+    """The lesson rule trigger an utterance fires by its words alone, if any.
+
+    ``asks_for_answer`` becomes the lesson's ``asks_for_answer_twice`` when the
+    tutor sees it a second time on one question.
+    """
+    text = utterance.lower()
+    for trigger, pattern in _TRIGGER_PATTERNS:
+        if pattern.search(text):
+            return trigger
+    return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,11 +33,16 @@ class Exchange:
 
 @dataclass
 class DialogueContext:
-    """What a tutor may know about the conversation so far."""
+    """What a tutor may know about the conversation so far.
+
+    ``publish`` lets a tutor report what it decided (a mastery update, a
+    safety alert) on the session's event bus; the session sets it.
+    """
 
     session_id: str
     learner_name: str = "friend"
     history: deque[Exchange] = field(default_factory=lambda: deque(maxlen=20))
+    publish: Callable[[object], None] = field(default=lambda event: None, repr=False)
 
     def record(self, exchange: Exchange) -> None:
         self.history.append(exchange)

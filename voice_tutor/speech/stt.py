@@ -14,7 +14,9 @@ word error rates).  Longer audio (files) goes through faster-whisper's own
 from __future__ import annotations
 
 import logging
+import re
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,8 @@ from voice_tutor.speech.bundled import ModelNotFound, whisper_base_dir
 SAMPLE_RATE = 16_000
 _LONG_AUDIO_S = 28.0
 _SECONDS_PER_TIMESTAMP = 0.02
+_MAX_COMPRESSION_RATIO = 2.4
+"""Whisper's threshold: text that compresses better than this is a repetition loop."""
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +43,20 @@ class Transcript:
     duration_s: float
     elapsed_ms: float
     no_speech_prob: float = 0.0
+
+
+_REPEATED_WORD = re.compile(r"\b(\w+)(?:\W+\1\b){3,}")
+_REPEATED_PHRASE = re.compile(r"\b(\w[\w']* [\w' ]{1,40}?)(?:\W+\1\b){2,}")
+
+
+def _looks_like_a_loop(text: str) -> bool:
+    """A word said four times running, a phrase three times, or text that compresses like a loop."""
+    encoded = text.lower().encode("utf-8")
+    if not encoded:
+        return False
+    ratio = len(encoded) / len(zlib.compress(encoded))
+    lower = text.lower()
+    return ratio > _MAX_COMPRESSION_RATIO or bool(_REPEATED_WORD.search(lower) or _REPEATED_PHRASE.search(lower))
 
 
 def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
@@ -169,6 +187,12 @@ class SpeechRecognizer:
         )[0]
         tokens = result.sequences_ids[0]
         text = self._text_within(tokens, tokenizer, duration)
+        if _looks_like_a_loop(text):
+            # A decoding loop ("12 12 12 …"): Whisper's own remedy is to decode again
+            # more carefully, which its standard path does with temperature fallback.
+            log.info("trimmed-window decode looped (%r); using the standard path", text[:60])
+            segments, _info = self._whisper.transcribe(audio, language=language, hotwords=hotwords)
+            text = " ".join(segment.text.strip() for segment in segments).strip()
         average_logprob = result.scores[0] / max(1, len(tokens))
         # Whisper's own rule, plus a stricter one for the 'you' it hears in pure silence.
         if result.no_speech_prob > 0.85 or (result.no_speech_prob > 0.6 and average_logprob < -0.8):

@@ -1,0 +1,52 @@
+"""Writes a session's conversation to the store as it happens.
+
+A learner's words are stored as soon as their turn ends, the tutor's reply
+(with what was heard when cut) as soon as it stops playing, one write at a
+time in order, off the event loop.  A crash loses at most the turn in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from voice_tutor.events import Event, FinalTranscript, TurnCompleted
+from voice_tutor.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class TurnRecorder:
+    def __init__(self, store: Store, learner: str, lesson_id: str):
+        self._store = store
+        self._learner = learner
+        self._lesson_id = lesson_id
+        self.session_id: int | None = None
+
+    async def run(self, events: asyncio.Queue[Event]) -> None:
+        """Record until cancelled; call :meth:`close` to drain and end the session."""
+        self.session_id = await asyncio.to_thread(self._store.start_session, self._learner, self._lesson_id)
+        self._events = events
+        while True:
+            await self._record(await events.get())
+
+    async def close(self) -> None:
+        while self.session_id is not None and not self._events.empty():
+            await self._record(self._events.get_nowait())
+        if self.session_id is not None:
+            await asyncio.to_thread(self._store.end_session, self.session_id)
+
+    async def _record(self, event: Event) -> None:
+        now = datetime.now(UTC)
+        try:
+            match event:
+                case FinalTranscript():
+                    await asyncio.to_thread(self._store.add_turn, self.session_id, "learner", event.text, ended_at=now)
+                case TurnCompleted():
+                    await asyncio.to_thread(
+                        self._store.add_turn, self.session_id, "tutor", event.tutor,
+                        heard=event.heard, cut=event.cut, ended_at=now, latency_ms=event.latency_ms,
+                    )
+        except Exception:  # the conversation goes on even if the disk is full
+            log.exception("could not store a turn")
