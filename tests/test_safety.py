@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from voice_tutor.config import ASSETS_DIR
 from voice_tutor.dialogue.base import DialogueContext
 from voice_tutor.dialogue.lesson_tutor import LessonTutor
 from voice_tutor.dialogue.safety import (
@@ -29,7 +30,6 @@ from voice_tutor.dialogue.safety import (
     redact,
 )
 from voice_tutor.learning.lessons import load_lesson
-from voice_tutor.config import ASSETS_DIR
 from voice_tutor.speech.sentences import SentenceChunker
 
 # ---------------------------------------------------------------- categories
@@ -143,6 +143,19 @@ def test_school_context_is_not_flagged(text):
     assert verdict.safe, verdict
     assert (verdict.category, verdict.matched, verdict.learner_reply, verdict.alert) == (Category.NONE, "", None, False)
     assert verdict.redacted_text == text
+
+
+@pytest.mark.parametrize("path", sorted((ASSETS_DIR / "lessons").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_line_of_every_shipped_lesson_is_safe_to_say(path):
+    lesson = load_lesson(path)
+    texts = [lesson.greeting, lesson.wrap_up, *lesson.objectives]
+    for question in lesson.questions:
+        texts += [question.prompt, question.explanation, *question.hints, *question.answers]
+        texts += [m.feedback for m in question.misconceptions]
+    texts += [skill.description for skill in lesson.skills] + [rule.say for rule in lesson.rules]
+    texts += [resource.title for resource in lesson.resources]
+    flagged = [(text, check(text, source="tutor").category) for text in texts if not check(text, source="tutor").safe]
+    assert flagged == []
 
 
 def test_insults_are_flagged_only_when_the_tutor_says_them():
@@ -573,7 +586,7 @@ async def test_a_broken_alert_hook_does_not_silence_the_tutor(caplog):
 
 
 async def test_barge_in_closes_the_inner_stream():
-    inner = ScriptedTutor(" ".join(["word"] * 200) + ".")
+    inner = ScriptedTutor("First sentence here now. " + " ".join(["word"] * 200) + ".")
     stream = SafeTutor(inner).respond("hello", DialogueContext(session_id="s1"))
     seen = asyncio.Event()
 
@@ -581,7 +594,6 @@ async def test_barge_in_closes_the_inner_stream():
         async for _ in stream:
             seen.set()
 
-    inner.reply = "First sentence here now. " + inner.reply
     task = asyncio.create_task(consume())
     await asyncio.wait_for(seen.wait(), 1.0)
     task.cancel()

@@ -12,8 +12,10 @@ words found only in the passage's surroundings (its question's prompt, its
 skill's name) counting for less.  Unlike raw BM25 or TF-IDF cosine scores,
 this lies in 0..1 for every lesson, so one threshold means the same thing for
 a four-question lesson and a forty-question one; and a question about
-something the lesson never mentions ("who won the football?") scores near 0
-because its words, absent from the lesson, weigh the most.  Text goes through
+something the lesson never mentions ("who won the football?") scores 0,
+because a word the lesson never uses counts against the passage as much as
+the lesson's rarest word counts for it.  A passage must contain at least one
+of the question's words itself.  Text goes through
 the same normalisation as spoken answers (``answers.normalize``: "seven" and
 "7" are one word), a light suffix stemmer, and fuzzy matching of rare terms,
 so speech-recognition slips ("photosinthesis", "chloro plast") still match.
@@ -29,6 +31,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pydantic import BaseModel
 from rapidfuzz import fuzz, process
@@ -116,6 +119,20 @@ class QAResult:
     source: str
 
 
+class _Text(NamedTuple):
+    """One string of the lesson, before the passages are built from all of them."""
+
+    group: str
+    """The top-level item it belongs to, e.g. ``questions[add-7-5]``: its surroundings."""
+    skills: list[str]
+    text: str
+    owner: BaseModel | None
+    field: str | None
+    source: str
+    is_answer: bool
+    terms: list[str]
+
+
 @dataclass(frozen=True, slots=True)
 class _Passage:
     spoken: str
@@ -149,8 +166,9 @@ def _walk(value: object, path: tuple[str, ...] = (), owner: BaseModel | None = N
 def _spoken(text: str, owner: BaseModel | None, field: str | None) -> str:
     """The passage as the tutor says it: marked as the lesson's words, otherwise as written."""
     sentence = text if text[-1] in ".!?" else f"{text}."
-    if field == "title" and isinstance(getattr(owner, "kind", None), str):
-        return f"Our lesson has a {owner.kind} that can help: {sentence}"  # type: ignore[union-attr]
+    kind = getattr(owner, "kind", None)
+    if field == "title" and isinstance(kind, str):
+        return f"Our lesson has {'an' if kind[0] in 'aeiou' else 'a'} {kind} that can help: {sentence}"
     if field == "objectives":
         return f"In this lesson, we learn to {sentence[0].lower()}{sentence[1:]}"
     return f"Here's what our lesson says: {sentence}"
@@ -178,29 +196,29 @@ class LessonQA:
     def __init__(self, lesson: Lesson, *, threshold: float = DEFAULT_THRESHOLD):
         self.lesson = lesson
         self.threshold = threshold
-        found = []
+        texts: list[_Text] = []
         for path, text, owner, field, top in _walk(lesson):
             is_answer = field not in _CONTEXT_FIELDS
             if is_answer and field != "title" and len(text.split()) < _MIN_PASSAGE_WORDS:
                 continue  # a label, not something to say
             kind = getattr(owner, "kind", None) if field == "title" else None  # "is there a video?"
-            found.append((path[0], _linked_skills(top), text, owner, field, ".".join(path), is_answer,
-                          _terms(_tokens(f"{text} {kind}" if isinstance(kind, str) else text))))
+            terms = _terms(_tokens(f"{text} {kind}" if isinstance(kind, str) else text))
+            texts.append(_Text(path[0], _linked_skills(top), text, owner, field, ".".join(path), is_answer, terms))
         by_group: dict[str, set[str]] = defaultdict(set)
-        for group, _, _, _, _, _, _, terms in found:
-            by_group[group].update(terms)
-        self._documents = len(found)
-        self._df = Counter(term for *_, terms in found for term in set(terms))
+        for item in texts:
+            by_group[item.group].update(item.terms)
+        self._documents = len(texts)
+        self._df = Counter(term for item in texts for term in set(item.terms))
         self._vocabulary = list(self._df)
         self._passages = []
-        for group, skills, text, owner, field, source, is_answer, terms in found:
-            if not is_answer:
+        for item in texts:
+            if not item.is_answer:
                 continue
-            around = set(by_group[group]).union(*(by_group[skill] for skill in skills))
+            around = by_group[item.group].union(*(by_group[skill] for skill in item.skills))
             self._passages.append(_Passage(
-                spoken=_spoken(text, owner, field), source=source, text=text, terms=frozenset(terms),
-                context=frozenset(around - set(terms)), length=max(len(terms), 1),
-                prior=_PRIORS.get(field or "", _DEFAULT_PRIOR),
+                spoken=_spoken(item.text, item.owner, item.field), source=item.source, text=item.text,
+                terms=frozenset(item.terms), context=frozenset(around - set(item.terms)),
+                length=max(len(item.terms), 1), prior=_PRIORS.get(item.field or "", _DEFAULT_PRIOR),
             ))
 
     def answer(self, question: str, *, withhold: Collection[str] = ()) -> QAResult:
@@ -236,8 +254,6 @@ class LessonQA:
         if best is None:
             return QAResult(None, 0.0, "")
         (score, _), passage = best
-        if score == 0:
-            return QAResult(None, 0.0, "")
         if score < self.threshold:
             return QAResult(None, score, passage.source)
         return QAResult(passage.spoken, score, passage.source)
@@ -271,7 +287,7 @@ class LessonQA:
             if len(term) >= 5 and not term[0].isdigit():
                 match = process.extractOne(term, self._vocabulary, scorer=fuzz.ratio, score_cutoff=_FUZZY_CUTOFF)
             if match:
-                wanted[term] = (match[0], self._idf(term), _FUZZY_WEIGHT)
+                wanted[term] = (match[0], self._idf(match[0]), _FUZZY_WEIGHT)
             else:
                 wanted[term] = (None, self._idf(term), 0.0)
         return list(wanted.values())
