@@ -85,6 +85,19 @@ def cmd_say(args) -> int:
     return 0
 
 
+def with_learner_pace(config: Config, preferences) -> Config:
+    """A learner who prefers a slow pace gets more time to think before the tutor answers."""
+    if preferences is None or preferences.pace == "normal":
+        return config
+    factor = {"slow": 1.5, "fast": 0.8}[preferences.pace]
+    turns = config.turns
+    return dataclasses.replace(config, turns=dataclasses.replace(
+        turns,
+        end_of_turn_ms=round(turns.end_of_turn_ms * factor),
+        unfinished_end_of_turn_ms=round(turns.unfinished_end_of_turn_ms * factor),
+    ))
+
+
 def load_configured_lesson(config: Config):
     from voice_tutor.learning.lessons import find_lesson, load_lesson
 
@@ -179,7 +192,13 @@ async def _talk(args, config: Config) -> int:
     else:
         sink = SpeakerSink(models.synthesizer.sample_rate, args.output_device)
     hotwords = " ".join(lesson.vocabulary) if config.stt.lesson_hotwords and lesson.vocabulary else None
-    session = Session(models, tutor, source, sink, config, hotwords=hotwords)
+    preferences = memory.learner.preferences if memory.learner else None
+    session = Session(
+        models, tutor, source, sink, with_learner_pace(config, preferences),
+        hotwords=hotwords,
+        language=lesson.answer_language,
+        speech_speed=preferences.voice_speed if preferences else 1.0,
+    )
     sessions.append(session)
     recorder = TurnRecorder(store, learner, lesson.id) if store else None
     tasks = [asyncio.create_task(_print_live(session, args.json))]

@@ -36,6 +36,7 @@ class Listener:
         stt_executor: Executor,
         vad: StreamingVad | None = None,
         hotwords: str | None = None,
+        language: str | None = None,
     ):
         self.session_id = session_id
         self._recognizer = recognizer
@@ -44,6 +45,7 @@ class Listener:
         self._stt_executor = stt_executor
         self._vad = vad or StreamingVad()
         self.hotwords = hotwords
+        self.language = language
         self._detector = TurnDetector(config)
         self._pre_roll: deque[np.ndarray] = deque(maxlen=max(1, round(config.pre_roll_ms / FRAME_MS)))
         self._utterance: list[np.ndarray] = []
@@ -96,7 +98,9 @@ class Listener:
 
     def _transcribe_soon(self, audio: np.ndarray) -> asyncio.Task[Transcript]:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._stt_executor, self._recognizer.transcribe_turn, audio, self.hotwords)
+        future = loop.run_in_executor(
+            self._stt_executor, self._recognizer.transcribe_turn, audio, self.hotwords, self.language
+        )
         return asyncio.ensure_future(future)
 
     def _drop_candidate(self) -> None:

@@ -32,6 +32,7 @@ class Responder:
         audio_out: asyncio.Queue,
         publish: Callable[[Event], None],
         tts_executor: Executor,
+        speech_speed: float = 1.0,
     ):
         self.session_id = session_id
         self.tutor = tutor
@@ -40,6 +41,7 @@ class Responder:
         self._audio_out = audio_out
         self._publish = publish
         self._tts_executor = tts_executor
+        self._speech_speed = speech_speed
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -88,7 +90,9 @@ class Responder:
 
     async def _speak(self, turn_id: int, sentence: str) -> None:
         loop = asyncio.get_running_loop()
-        samples = await loop.run_in_executor(self._tts_executor, self._synthesizer.synthesize, sentence)
+        samples = await loop.run_in_executor(
+            self._tts_executor, self._synthesizer.synthesize, sentence, self._speech_speed
+        )
         if len(samples):
             await self._audio_out.put(TutorAudio(
                 session_id=self.session_id, turn_id=turn_id, text=sentence,

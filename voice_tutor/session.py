@@ -96,6 +96,8 @@ class Session:
         session_id: str | None = None,
         learner_name: str | None = None,
         hotwords: str | None = None,
+        language: str | None = None,
+        speech_speed: float = 1.0,
     ):
         self.id = session_id or uuid.uuid4().hex[:12]
         self.bus = EventBus()
@@ -108,10 +110,11 @@ class Session:
         self._player = Player(self.id, sink, self._on_event)
         self._responder = Responder(
             self.id, tutor, models.synthesizer, self.context, self._player.queue, self._on_event,
-            models.tts_executor,
+            models.tts_executor, speech_speed=speech_speed,
         )
         self._listener = Listener(
-            self.id, models.recognizer, config.turns, self._on_event, models.stt_executor, hotwords=hotwords
+            self.id, models.recognizer, config.turns, self._on_event, models.stt_executor,
+            hotwords=hotwords, language=language,
         )
         self._active_turn: int | None = None
         self._timings: dict[int, _TurnTiming] = {}

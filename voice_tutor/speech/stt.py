@@ -126,14 +126,14 @@ class SpeechRecognizer:
         """Run one tiny inference so the first learner turn does not pay for it."""
         self.transcribe_turn(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
 
-    def transcribe(self, audio: np.ndarray, hotwords: str | None = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, hotwords: str | None = None, language: str | None = None) -> Transcript:
         """Transcribe audio of any length (16 kHz mono float32)."""
         if len(audio) / SAMPLE_RATE <= _LONG_AUDIO_S:
-            return self.transcribe_turn(audio, hotwords=hotwords)
+            return self.transcribe_turn(audio, hotwords=hotwords, language=language)
         started = time.perf_counter()
         segments, info = self._whisper.transcribe(
             audio,
-            language=self.config.language,
+            language=language or self.config.language,
             vad_filter=True,
             hotwords=hotwords,
         )
@@ -145,14 +145,19 @@ class SpeechRecognizer:
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def transcribe_turn(self, audio: np.ndarray, hotwords: str | None = None) -> Transcript:
-        """Transcribe one short utterance (at most ~28 s) on a trimmed encoder window."""
+    def transcribe_turn(
+        self, audio: np.ndarray, hotwords: str | None = None, language: str | None = None
+    ) -> Transcript:
+        """Transcribe one short utterance (at most ~28 s) on a trimmed encoder window.
+
+        ``language`` overrides the configured one (a lesson answered in Spanish).
+        """
         from faster_whisper.transcribe import get_ctranslate2_storage
 
         started = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
         if len(audio) == 0:
-            return Transcript("", self.config.language or "en", 0.0, 0.0, 1.0)
+            return Transcript("", language or self.config.language or "en", 0.0, 0.0, 1.0)
         if duration > _LONG_AUDIO_S:
             raise ValueError(f"transcribe_turn takes at most {_LONG_AUDIO_S:.0f} s, got {duration:.1f} s")
         padded = np.concatenate([audio.astype(np.float32, copy=False),
@@ -161,7 +166,7 @@ class SpeechRecognizer:
         model = self._whisper.model
         encoded = model.encode(get_ctranslate2_storage(features[None]), to_cpu=False)
 
-        language = self.config.language
+        language = language or self.config.language
         if language is None:
             if model.is_multilingual:
                 token, _probability = model.detect_language(encoded)[0][0]

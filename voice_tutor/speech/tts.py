@@ -42,10 +42,18 @@ class SpeechSynthesizer:
         self.description = f"{path.stem} ({self.sample_rate} Hz)"
         self.last_elapsed_ms = 0.0
 
-    def synthesize(self, text: str) -> np.ndarray:
-        """Float32 mono audio at ``sample_rate`` for ``text`` (empty for no speakable text)."""
+    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
+        """Float32 mono audio at ``sample_rate`` for ``text`` (empty for no speakable text).
+
+        ``speed`` scales the configured speaking rate (a learner's preference).
+        """
+        from piper import SynthesisConfig
+
         started = time.perf_counter()
-        chunks = [chunk.audio_float_array for chunk in self._voice.synthesize(text, self._synthesis)]
+        synthesis = self._synthesis
+        if speed != 1.0:
+            synthesis = SynthesisConfig(length_scale=(self.config.length_scale or 1.0) / speed)
+        chunks = [chunk.audio_float_array for chunk in self._voice.synthesize(text, synthesis)]
         self.last_elapsed_ms = (time.perf_counter() - started) * 1000
         if not chunks:
             return np.zeros(0, dtype=np.float32)
