@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import sys
@@ -85,53 +84,6 @@ def cmd_say(args) -> int:
     return 0
 
 
-def with_learner_pace(config: Config, preferences) -> Config:
-    """A learner who prefers a slow pace gets more time to think before the tutor answers."""
-    if preferences is None or preferences.pace == "normal":
-        return config
-    factor = {"slow": 1.5, "fast": 0.8}[preferences.pace]
-    turns = config.turns
-    return dataclasses.replace(config, turns=dataclasses.replace(
-        turns,
-        end_of_turn_ms=round(turns.end_of_turn_ms * factor),
-        unfinished_end_of_turn_ms=round(turns.unfinished_end_of_turn_ms * factor),
-    ))
-
-
-def load_configured_lesson(config: Config):
-    from voice_tutor.learning.lessons import find_lesson, load_lesson
-
-    return load_lesson(find_lesson(config.dialogue.lesson, config.dialogue.lessons_dir))
-
-
-async def build_tutor(config: Config, lesson, memory, publish):
-    """The offline lesson tutor, or an LLM tutor that falls back to it; safety-filtered either way.
-
-    ``publish`` receives the session events these wrappers produce (fallback
-    notices, safety alerts).
-    """
-    from voice_tutor.dialogue.base import FallbackTutor
-    from voice_tutor.dialogue.lesson_tutor import LessonTutor
-    from voice_tutor.dialogue.safety import SafeTutor
-    from voice_tutor.events import SafetyAlert, SessionNotice
-
-    tutor = LessonTutor(lesson, memory)
-    if config.llm.base_url:
-        from voice_tutor.dialogue.llm import ChatTutor, check_endpoint
-        from voice_tutor.dialogue.prompts import lesson_system_prompt
-
-        await check_endpoint(config.llm)
-        tutor = FallbackTutor(
-            ChatTutor(config.llm, lesson_system_prompt(lesson)),
-            tutor,
-            lambda error: publish(SessionNotice(level="warning", message=f"{error}; the offline tutor answers instead")),
-        )
-    return SafeTutor(tutor, lambda verdict: publish(SafetyAlert(
-        direction=verdict.source, category=str(verdict.category), severity=verdict.severity,
-        excerpt=verdict.redacted_text[:200],
-    )))
-
-
 async def _print_live(session, json_mode: bool) -> None:
     from voice_tutor.events import (
         BargeIn, FinalTranscript, PartialTranscript, SessionNotice, TurnCompleted, TutorSpeechEnded,
@@ -169,55 +121,36 @@ async def _print_live(session, json_mode: bool) -> None:
 async def _talk(args, config: Config) -> int:
     from voice_tutor.audio.sinks import SpeakerSink, WavFileSink
     from voice_tutor.audio.sources import FileSource, MicrophoneSource
-    from voice_tutor.learning.memory import LearnerMemory
-    from voice_tutor.session import Session, SpeechModels
+    from voice_tutor.session import SpeechModels
     from voice_tutor.store import Store
-    from voice_tutor.store.recorder import TurnRecorder
+    from voice_tutor.tutoring import Tutoring
 
-    lesson = load_configured_lesson(config)
     learner = config.dialogue.learner_name
     store = await asyncio.to_thread(Store.open, config.dialogue.store) if learner else None
-    memory = await LearnerMemory.open(lesson, learner, store)
-    sessions: list[Session] = []
-
-    def publish(event_without_session):
-        for session in sessions:
-            session.bus.publish(dataclasses.replace(event_without_session, session_id=session.id))
-
-    tutor = await build_tutor(config, lesson, memory, publish)
-    source = FileSource(args.input, realtime=not args.fast) if args.input else MicrophoneSource(args.input_device)
-    models = await asyncio.to_thread(SpeechModels.load, config, _progress)
-    if args.output:
-        sink = WavFileSink(args.output, models.synthesizer.sample_rate, realtime=not args.fast)
-    else:
-        sink = SpeakerSink(models.synthesizer.sample_rate, args.output_device)
-    hotwords = " ".join(lesson.vocabulary) if config.stt.lesson_hotwords and lesson.vocabulary else None
-    preferences = memory.learner.preferences if memory.learner else None
-    session = Session(
-        models, tutor, source, sink, with_learner_pace(config, preferences),
-        hotwords=hotwords,
-        language=lesson.answer_language,
-        speech_speed=preferences.voice_speed if preferences else 1.0,
-    )
-    sessions.append(session)
-    recorder = TurnRecorder(store, learner, lesson.id) if store else None
-    tasks = [asyncio.create_task(_print_live(session, args.json))]
-    if recorder:
-        tasks.append(asyncio.create_task(recorder.run(session.bus.subscribe())))
-    if not args.json:
-        _progress(f"lesson: {lesson.title} — tutor: {tutor.name}")
-        _progress("listening (Ctrl+C to stop)" if not args.input else f"playing {args.input} into the session")
     try:
-        await session.run()
+        tutoring = await Tutoring.open(config, learner, store)
+        source = FileSource(args.input, realtime=not args.fast) if args.input else MicrophoneSource(args.input_device)
+        models = await asyncio.to_thread(SpeechModels.load, config, _progress)
+        try:
+            if args.output:
+                sink = WavFileSink(args.output, models.synthesizer.sample_rate, realtime=not args.fast)
+            else:
+                sink = SpeakerSink(models.synthesizer.sample_rate, args.output_device)
+            session = tutoring.session(models, source, sink)
+            printer = asyncio.create_task(_print_live(session, args.json))
+            if not args.json:
+                _progress(f"lesson: {tutoring.lesson.title} — tutor: {tutoring.tutor.name}")
+                _progress(f"playing {args.input} into the session" if args.input else "listening (Ctrl+C to stop)")
+            try:
+                await tutoring.run(session)
+            finally:
+                await asyncio.sleep(0)
+                printer.cancel()
+        finally:
+            models.close()
     finally:
-        await asyncio.sleep(0)
-        for task in tasks:
-            task.cancel()
-        if recorder:
-            await recorder.close()
         if store:
             store.close()
-        models.close()
     return 0
 
 

@@ -1,0 +1,116 @@
+"""One learner's lesson, ready to run on any audio source and sink.
+
+The microphone session (``voice-tutor talk``) and every room of the XR bridge
+(``voice-tutor serve``) start lessons the same way: load the lesson, recall
+the learner, build the tutor (offline, or an LLM that falls back to it,
+always safety-filtered), run a :class:`Session`, and record its turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+
+from voice_tutor.config import Config
+from voice_tutor.events import Event, SafetyAlert, SessionNotice, TurnCompleted
+from voice_tutor.learning.lessons import Lesson, find_lesson, load_lesson
+from voice_tutor.learning.memory import LearnerMemory
+from voice_tutor.session import Session, SpeechModels
+from voice_tutor.store import Preferences, Store
+from voice_tutor.store.recorder import TurnRecorder
+
+
+def load_configured_lesson(config: Config) -> Lesson:
+    return load_lesson(find_lesson(config.dialogue.lesson, config.dialogue.lessons_dir))
+
+
+def with_learner_pace(config: Config, preferences: Preferences | None) -> Config:
+    """A learner who prefers a slow pace gets more time to think before the tutor answers."""
+    if preferences is None or preferences.pace == "normal":
+        return config
+    factor = {"slow": 1.5, "fast": 0.8}[preferences.pace]
+    turns = config.turns
+    return dataclasses.replace(config, turns=dataclasses.replace(
+        turns,
+        end_of_turn_ms=round(turns.end_of_turn_ms * factor),
+        unfinished_end_of_turn_ms=round(turns.unfinished_end_of_turn_ms * factor),
+    ))
+
+
+async def build_tutor(config: Config, lesson: Lesson, memory: LearnerMemory, publish: Callable[[Event], None]):
+    """The offline lesson tutor, or an LLM tutor that falls back to it; safety-filtered either way.
+
+    ``publish`` receives the events these wrappers produce (fallback notices,
+    safety alerts), without a session id.
+    """
+    from voice_tutor.dialogue.base import FallbackTutor
+    from voice_tutor.dialogue.lesson_tutor import LessonTutor
+    from voice_tutor.dialogue.safety import SafeTutor
+
+    tutor = LessonTutor(lesson, memory)
+    if config.llm.base_url:
+        from voice_tutor.dialogue.llm import ChatTutor, check_endpoint
+        from voice_tutor.dialogue.prompts import lesson_system_prompt
+
+        await check_endpoint(config.llm)
+        tutor = FallbackTutor(
+            ChatTutor(config.llm, lesson_system_prompt(lesson)),
+            tutor,
+            lambda error: publish(SessionNotice(level="warning", message=f"{error}; the offline tutor answers instead")),
+        )
+    return SafeTutor(tutor, lambda verdict: publish(SafetyAlert(
+        direction=verdict.source, category=str(verdict.category), severity=verdict.severity,
+        excerpt=verdict.redacted_text[:200],
+    )))
+
+
+@dataclasses.dataclass
+class Tutoring:
+    """A lesson for one learner: named learners are remembered in ``store``."""
+
+    config: Config
+    lesson: Lesson
+    memory: LearnerMemory
+    tutor: object
+    store: Store | None
+    _relay: list[Session] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    async def open(cls, config: Config, learner_name: str | None = None, store: Store | None = None) -> Tutoring:
+        lesson = load_configured_lesson(config)
+        memory = await LearnerMemory.open(lesson, learner_name, store)
+        relay: list[Session] = []
+
+        def publish(event: Event) -> None:
+            for session in relay:
+                session.bus.publish(dataclasses.replace(event, session_id=session.id))
+
+        tutor = await build_tutor(config, lesson, memory, publish)
+        return cls(config, lesson, memory, tutor, store if memory.learner else None, relay)
+
+    def session(self, models: SpeechModels, source, sink, **options) -> Session:
+        """A session of this lesson on ``source``/``sink``, shaped by the learner's profile."""
+        preferences = self.memory.learner.preferences if self.memory.learner else None
+        vocabulary = " ".join(self.lesson.vocabulary)
+        session = Session(
+            models, self.tutor, source, sink, with_learner_pace(self.config, preferences),
+            learner_name=self.memory.learner.name if self.memory.learner else None,
+            hotwords=vocabulary if self.config.stt.lesson_hotwords and vocabulary else None,
+            language=self.lesson.answer_language,
+            speech_speed=preferences.voice_speed if preferences else 1.0,
+            **options,
+        )
+        self._relay.append(session)
+        return session
+
+    async def run(self, session: Session) -> list[TurnCompleted]:
+        """Run the session to its end, storing its turns as they happen."""
+        recorder = TurnRecorder(self.store, self.memory.learner.name, self.lesson.id) if self.store else None
+        recording = asyncio.create_task(recorder.run(session.bus.subscribe())) if recorder else None
+        try:
+            return await session.run()
+        finally:
+            if recording:
+                recording.cancel()
+                await recorder.close()
