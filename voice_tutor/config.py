@@ -35,7 +35,7 @@ class SpeechToTextConfig:
     """None detects the language per utterance."""
     padding_s: float = 3.0
     """Silence appended to an utterance before encoding (see speech/stt.py)."""
-    lesson_hotwords: bool = False
+    lesson_hotwords: bool = True
     """Bias recognition towards the lesson's vocabulary during a session (see benchmarks/hotwords.py)."""
 
 

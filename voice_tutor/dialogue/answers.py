@@ -32,28 +32,32 @@ _OVER = re.compile(rf"\b(\d+)\s*(?:/|\bover\b|\bout of\b)\s*(\d+)\b")
 _NUMBER_TOKEN = re.compile(rf"(?<![\w.])({_NUMBER}(?:/\d+)?)(?![\w])")
 
 
-def normalize(text: str) -> str:
+def normalize(text: str, language: str = "en") -> str:
     """Lowercase, number words as digits, spoken fractions as ``a/b``, no punctuation."""
     text = text.lower().replace("-", " ")
-    text = _SPOKEN_FRACTION.sub(
-        lambda m: f"{_NUMERATORS.get(m.group(1), m.group(1))}/{_DENOMINATORS[m.group(2)]}", text
-    )
-    text = alpha2digit(text, "en")
+    if language == "en":
+        text = _SPOKEN_FRACTION.sub(
+            lambda m: f"{_NUMERATORS.get(m.group(1), m.group(1))}/{_DENOMINATORS[m.group(2)]}", text
+        )
+    try:
+        text = alpha2digit(text, language, threshold=0)
+    except (ValueError, KeyError):  # a language text2num does not know: keep the words
+        pass
     text = _OVER.sub(lambda m: f"{m.group(1)}/{m.group(2)}", text)
     text = re.sub(r"(\d),(\d{3})", r"\1\2", text)
     text = re.sub(r"[^\w\s./-]|(?<!\d)\.|\.(?!\d)", " ", text)
     return " ".join(text.split())
 
 
-def parse_number(text: str) -> Fraction | None:
+def parse_number(text: str, language: str = "en") -> Fraction | None:
     """A single number written any way (``12``, ``twelve``, ``3/4``, ``0.5``), else None."""
-    found = numbers_in(text)
+    found = numbers_in(text, language)
     return found[0] if len(found) == 1 else None
 
 
-def numbers_in(text: str) -> list[Fraction]:
+def numbers_in(text: str, language: str = "en") -> list[Fraction]:
     values = []
-    for token in _NUMBER_TOKEN.findall(normalize(text)):
+    for token in _NUMBER_TOKEN.findall(normalize(text, language)):
         try:
             values.append(Fraction(token))
         except (ValueError, ZeroDivisionError):
@@ -61,6 +65,8 @@ def numbers_in(text: str) -> list[Fraction]:
     return values
 
 
+_TEXT_MATCH = 85
+"""rapidfuzz ratio (0-100) at which a heard phrase counts as the answer."""
 _FILLERS = {"um", "uh", "erm", "er", "hmm", "hm", "mm", "ah", "oh", "well", "so", "like"}
 
 
@@ -71,18 +77,34 @@ class Verdict:
     """False when the utterance holds no answer of the right kind at all."""
 
 
-def check_answer(utterance: str, accepted: list[str], kind: str) -> Verdict:
+def check_answer(utterance: str, accepted: list[str], kind: str, language: str = "en") -> Verdict:
     if kind == "number":
-        said = numbers_in(utterance)
+        said = numbers_in(utterance, language)
         if not said:
             return Verdict(correct=False, understood=False)
-        targets = {parse_number(answer) for answer in accepted}
+        targets = {parse_number(answer, language) for answer in accepted}
         return Verdict(correct=said[-1] in targets, understood=True)
-    heard = normalize(utterance)
-    if not heard or set(heard.split()) <= _FILLERS:
+    heard = normalize(utterance, language).split()
+    if not heard or set(heard) <= _FILLERS:
         return Verdict(correct=False, understood=False)
-    best = max(fuzz.partial_ratio(normalize(answer), heard) for answer in accepted)
-    return Verdict(correct=best >= 85, understood=True)
+    return Verdict(correct=any(_says(heard, normalize(a, language).split()) for a in accepted), understood=True)
+
+
+def _says(heard: list[str], answer: list[str]) -> bool:
+    """Whether some run of the heard words is the answer, allowing small misrecognitions.
+
+    The run must be about as long as the answer: a learner who says only part
+    of it ("carbon" for "carbon dioxide") has not said it.
+    """
+    if not answer:
+        return False
+    target = " ".join(answer)
+    for size in {max(1, len(answer) - 1), len(answer), len(answer) + 1}:
+        for start in range(0, max(1, len(heard) - size + 1)):
+            window = " ".join(heard[start : start + size])
+            if fuzz.ratio(window, target) >= _TEXT_MATCH:
+                return True
+    return False
 
 
 class Request(Enum):

@@ -101,7 +101,7 @@ class LessonTutor:
             return _join("Sorry, I didn't catch that.", question.prompt)
         request = classify_request(text)
         trigger = detect_trigger(text)
-        verdict = check_answer(text, question.answers, question.kind)
+        verdict = check_answer(text, question.answers, question.kind, self.lesson.answer_language)
         if request is Request.STOP:
             self.finished = True
             self._attempt = None
@@ -149,7 +149,7 @@ class LessonTutor:
         question = attempt.question
         feedback = "Not quite."
         for misconception in question.misconceptions:
-            if check_answer(text, misconception.answers, question.kind).correct:
+            if check_answer(text, misconception.answers, question.kind, self.lesson.answer_language).correct:
                 feedback = f"Not quite. {misconception.feedback}"
                 break
         encouragement = self._rule("wrong_twice") if attempt.wrong == 2 else None
