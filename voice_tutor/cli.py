@@ -41,6 +41,13 @@ def cmd_transcribe(args) -> int:
     from voice_tutor.speech.stt import SpeechRecognizer
 
     config = _config(args)
+    hotwords = language = None
+    if args.lesson:
+        from voice_tutor.tutoring import load_configured_lesson
+
+        lesson = load_configured_lesson(config)
+        hotwords = " ".join(lesson.vocabulary) or None
+        language = args.language or lesson.answer_language
     _progress("loading speech recognizer…")
     recognizer = SpeechRecognizer(config.stt)
     _progress(f"ready: {recognizer.description}")
@@ -52,10 +59,11 @@ def cmd_transcribe(args) -> int:
             print(f"voice-tutor: error: {error}", file=sys.stderr)
             failures += 1
             continue
-        transcript = recognizer.transcribe(audio)
+        transcript = recognizer.transcribe(audio, hotwords=hotwords, language=language)
         if args.json:
             print(json.dumps({
                 "file": str(path),
+                **({"lesson": lesson.id} if args.lesson else {}),
                 "text": transcript.text,
                 "language": transcript.language,
                 "duration_s": round(transcript.duration_s, 3),
@@ -168,6 +176,406 @@ def cmd_bench(args) -> int:
     return bench_main(_config(args), args.json)
 
 
+# --- learners and lessons ---------------------------------------------------------------------------
+
+
+def _fail(message: str) -> int:
+    print(f"voice-tutor: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _clean_errors(command):
+    """Store, lesson, file and value errors end a command with one clear line, never a traceback."""
+    import functools
+    import sqlite3
+
+    from voice_tutor.store import StoreError
+
+    @functools.wraps(command)
+    def run(args) -> int:
+        try:
+            return command(args)
+        except StoreError as error:
+            return _fail(str(error))
+        except sqlite3.Error as error:
+            return _fail(f"{getattr(args, 'db_path', None) or 'the learner database'}: {error}")
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            return _fail(f"{where}{error.strerror or error}")
+        except ValueError as error:  # LessonError and ConfigError are ValueErrors too
+            return _fail(str(error))
+
+    return run
+
+
+def _plain_config(args) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+def _db_path(args) -> Path:
+    from voice_tutor.store import default_path
+
+    path = args.db or _plain_config(args).dialogue.store or default_path()
+    args.db_path = path
+    return path
+
+
+def _open_store(args, *, create: bool = False):
+    """The learner database; reading commands never create one where there is none."""
+    from voice_tutor.store import Store, StoreError
+
+    path = _db_path(args)
+    if not create and not path.is_file():
+        raise StoreError(f"no learner database at {path} (a named learner in `voice-tutor talk --name` creates it)")
+    return Store.open(path)
+
+
+def _when(moment) -> str:
+    """A stored time (datetime or ISO text) for people: UTC to the minute."""
+    from datetime import UTC, datetime
+
+    if moment is None:
+        return "never"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _known_lessons(lessons_dir: Path) -> dict:
+    """The valid lessons in ``lessons_dir`` by lesson id (invalid files are skipped here)."""
+    from voice_tutor.learning.lessons import LessonError, load_lesson
+
+    lessons = {}
+    for path in sorted(lessons_dir.glob("*.toml")) if lessons_dir.is_dir() else []:
+        try:
+            lesson = load_lesson(path)
+        except LessonError:
+            continue
+        lessons.setdefault(lesson.id, lesson)
+    return lessons
+
+
+@_clean_errors
+def cmd_learner_list(args) -> int:
+    from voice_tutor.store import Store
+
+    path = _db_path(args)
+    if not path.is_file():
+        if args.json:
+            _print_json([])
+        else:
+            print(f"no learners yet (no database at {path})", file=sys.stderr)
+        return 0
+    with Store.open(path) as store:
+        learners = store.list_learners()
+        activity = store.learner_activity()
+    rows = []
+    for learner in learners:
+        sessions, last_seen = activity.get(learner.name, (0, None))
+        rows.append({"name": learner.name, "level": learner.level, "sessions": sessions,
+                     "last_seen": last_seen.isoformat() if last_seen else None})
+    if args.json:
+        _print_json(rows)
+    elif not rows:
+        print(f"no learners yet in {path}", file=sys.stderr)
+    else:
+        _table([[r["name"], r["level"], str(r["sessions"]), _when(r["last_seen"])] for r in rows],
+               ["NAME", "LEVEL", "SESSIONS", "LAST SEEN"])
+    return 0
+
+
+def _learner_summary(export: dict, lessons: dict, now) -> dict:
+    """What `learner show` reports, from the store's export and the known lessons."""
+    from datetime import datetime
+
+    from voice_tutor.learning.mastery import MASTERY_THRESHOLD
+    from voice_tutor.learning.planner import LearnerState, knowledge_gaps, recommend_resources
+
+    def split(key: str) -> tuple[str, str]:
+        lesson_id, _, skill_id = key.partition("/")
+        return (lesson_id, skill_id) if skill_id else ("", key)
+
+    def skill_name(lesson_id: str, skill_id: str) -> str | None:
+        lesson = lessons.get(lesson_id)
+        return next((s.name for s in lesson.skills if s.id == skill_id), None) if lesson else None
+
+    answers: dict[str, list[bool]] = {}
+    for assessment in export["assessments"]:
+        answers.setdefault(assessment["skill_id"], []).append(assessment["correct"])
+    by_lesson: dict[str, dict] = {}
+    for row in export["mastery"]:
+        lesson_id, skill_id = split(row["skill_id"])
+        lesson = lessons.get(lesson_id)
+        entry = by_lesson.setdefault(lesson_id, {
+            "id": lesson_id, "title": lesson.title if lesson else None, "skills": [], "gaps": [], "resources": [],
+        })
+        history = answers.get(row["skill_id"], [])
+        entry["skills"].append({
+            "id": skill_id, "name": skill_name(lesson_id, skill_id), "p_known": row["p_known"],
+            "mastered": row["p_known"] >= MASTERY_THRESHOLD, "answers": len(history), "correct": sum(history),
+            "updated_at": row["updated_at"],
+        })
+    for lesson_id, entry in by_lesson.items():
+        lesson = lessons.get(lesson_id)
+        if lesson is not None:
+            order = {skill.id: index for index, skill in enumerate(lesson.skills)}
+            entry["skills"].sort(key=lambda s: (order.get(s["id"], len(order)), s["id"]))
+            state = LearnerState(mastery={s["id"]: s["p_known"] for s in entry["skills"] if s["id"] in order})
+            gaps = knowledge_gaps(lesson, state)
+            entry["gaps"] = [{"id": g.id, "name": g.name, "p_known": state.p_known(g.id)} for g in gaps]
+            entry["resources"] = [{"title": r.title, "kind": r.kind, "url": r.url, "simulation": r.simulation}
+                                  for r in recommend_resources(lesson, gaps)]
+        else:
+            gaps = sorted((s for s in entry["skills"] if not s["mastered"]), key=lambda s: s["p_known"])
+            entry["gaps"] = [{"id": s["id"], "name": None, "p_known": s["p_known"]} for s in gaps]
+    reviews = []
+    for row in sorted(export["reviews"], key=lambda r: (r["due"], r["skill_id"])):
+        lesson_id, skill_id = split(row["skill_id"])
+        reviews.append({"lesson": lesson_id, "skill": skill_id, "name": skill_name(lesson_id, skill_id),
+                        "due": row["due"], "due_now": datetime.fromisoformat(row["due"]) <= now})
+    sessions = []
+    for session in export["sessions"][-5:][::-1]:
+        turns = session["turns"]
+        sessions.append({
+            "id": session["id"], "lesson": session["lesson_id"], "started_at": session["started_at"],
+            "ended_at": session["ended_at"], "turns": len(turns),
+            "last_turn_at": turns[-1]["ended_at"] if turns else None,
+        })
+    return {
+        "learner": export["learner"],
+        "sessions_count": len(export["sessions"]),
+        "lessons": sorted(by_lesson.values(), key=lambda entry: entry["id"]),
+        "reviews": reviews,
+        "recent_sessions": sessions,
+    }
+
+
+@_clean_errors
+def cmd_learner_show(args) -> int:
+    from datetime import UTC, datetime
+
+    with _open_store(args) as store:
+        export = store.export_learner(args.name)
+    lessons = _known_lessons(_plain_config(args).dialogue.lessons_dir)
+    summary = _learner_summary(export, lessons, datetime.now(UTC))
+    if args.json:
+        _print_json(summary)
+        return 0
+    learner, prefs = summary["learner"], summary["learner"]["preferences"]
+    print(f"{learner['name']}")
+    print(f"  level:        {learner['level']}")
+    print(f"  preferences:  pace {prefs['pace']}, voice speed {prefs['voice_speed']:g}, language {prefs['language']}")
+    print(f"  goals:        {'; '.join(learner['goals']) or '(none)'}")
+    print(f"  since:        {_when(learner['created_at'])}")
+    print(f"  sessions:     {summary['sessions_count']}")
+
+    def skill_label(name: str | None, skill_id: str) -> str:
+        return f"{name} ({skill_id})" if name else skill_id
+
+    print("\nMastery")
+    if not summary["lessons"]:
+        print("  (nothing assessed yet)")
+    for entry in summary["lessons"]:
+        print(f"  {entry['id']}" + (f" — {entry['title']}" if entry["title"] else " (lesson not found)"))
+        rows = [[skill_label(s["name"], s["id"]), f"{s['p_known']:.3f}", "mastered" if s["mastered"] else "learning",
+                 f"{s['correct']}/{s['answers']} right first time"] for s in entry["skills"]]
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        for row in rows:
+            print("    " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print("\nReviews")
+    if not summary["reviews"]:
+        print("  (none scheduled)")
+    for item in summary["reviews"]:
+        status = "due now" if item["due_now"] else "upcoming"
+        print(f"  {item['lesson']}: {skill_label(item['name'], item['skill'])}  due {_when(item['due'])}  ({status})")
+    print("\nKnowledge gaps")
+    gaps = [(entry, gap) for entry in summary["lessons"] for gap in entry["gaps"]]
+    if not gaps:
+        print("  (none)")
+    for entry, gap in gaps:
+        print(f"  {entry['id']}: {skill_label(gap['name'], gap['id'])}  p_known {gap['p_known']:.3f}")
+    for entry in summary["lessons"]:
+        for resource in entry["resources"]:
+            where = resource["url"] or f"simulation {resource['simulation']}"
+            print(f"    try: {resource['title']} ({resource['kind']}, {where})")
+    print("\nRecent sessions")
+    if not summary["recent_sessions"]:
+        print("  (none)")
+    for session in summary["recent_sessions"]:
+        end = _when(session["ended_at"]) if session["ended_at"] else "no end recorded"
+        print(f"  #{session['id']}  {session['lesson']}  {_when(session['started_at'])} → {end}  {session['turns']} turns")
+    return 0
+
+
+@_clean_errors
+def cmd_learner_export(args) -> int:
+    with _open_store(args) as store:
+        export = store.export_learner(args.name)
+    text = json.dumps(export, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"· wrote {args.name!r} to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+@_clean_errors
+def cmd_learner_delete(args) -> int:
+    if not args.yes:
+        return _fail(f"deleting {args.name!r} removes every session, turn and score of theirs for good; "
+                     "add --yes to do it")
+    with _open_store(args) as store:
+        sessions = len(store.export_learner(args.name)["sessions"])
+        store.delete_learner(args.name)
+    print(f"deleted learner {args.name!r} ({sessions} sessions)", file=sys.stderr)
+    return 0
+
+
+@_clean_errors
+def cmd_learner_set(args) -> int:
+    import dataclasses
+    import re
+
+    from voice_tutor.store import LearnerNotFound, Preferences
+
+    if not args.name.strip():
+        return _fail("a learner needs a non-empty name")
+    if args.level is not None and not args.level.strip():
+        return _fail("--level must not be empty")
+    if args.language is not None and not re.fullmatch(r"[a-z]{2}", args.language):
+        return _fail(f"--language must be a two-letter ISO 639-1 code such as en or es, not {args.language!r}")
+    with _open_store(args, create=True) as store:
+        try:
+            current = store.get_learner(args.name)
+            created = False
+        except LearnerNotFound:
+            current, created = None, True
+        base = current.preferences if current else None
+        changes = {key: value for key, value in
+                   {"pace": args.pace, "voice_speed": args.voice_speed, "language": args.language}.items()
+                   if value is not None}
+        preferences = dataclasses.replace(base or Preferences(), **changes)  # validates: ValueError
+        if created:
+            learner = store.ensure_learner(args.name, level=args.level or "beginner", preferences=preferences,
+                                           goals=args.goal or ())
+        else:
+            learner = store.update_learner(args.name, level=args.level, preferences=preferences, goals=args.goal)
+    prefs = learner.preferences
+    print(f"{'created' if created else 'updated'} {learner.name}: level {learner.level}, pace {prefs.pace}, "
+          f"voice speed {prefs.voice_speed:g}, language {prefs.language}, "
+          f"goals: {'; '.join(learner.goals) or '(none)'}")
+    return 0
+
+
+@_clean_errors
+def cmd_lessons(args) -> int:
+    from voice_tutor.learning.lessons import LessonError, load_lesson
+
+    if args.files:
+        paths, in_dir = list(args.files), False
+    else:
+        lessons_dir = args.dir or _plain_config(args).dialogue.lessons_dir
+        if not lessons_dir.is_dir():
+            return _fail(f"{lessons_dir}: no such directory")
+        paths, in_dir = sorted(lessons_dir.glob("*.toml")), True
+        if not paths:
+            return _fail(f"{lessons_dir}: no lesson files (*.toml)")
+    rows, problems, seen = [], [], {}
+    for path in paths:
+        try:
+            lesson = load_lesson(path)
+        except LessonError as error:
+            problems.append(str(error))
+            rows.append({"file": str(path), "valid": False, "error": str(error)})
+            continue
+        # `--lesson ID` finds lessons/ID.toml, and progress is stored under the lesson id: they must agree.
+        problem = None
+        if in_dir and path.stem != lesson.id:
+            problem = (f"{path}: id: {lesson.id!r} differs from the file name {path.stem!r}, "
+                       f"so `--lesson {lesson.id}` would not find this file")
+        elif lesson.id in seen:
+            problem = f"{path}: id: {lesson.id!r} is also the id of {seen[lesson.id]}"
+        seen.setdefault(lesson.id, path)
+        if problem:
+            problems.append(problem)
+        rows.append({
+            "file": str(path), "valid": problem is None, "error": problem, "id": lesson.id, "title": lesson.title,
+            "subject": lesson.subject, "level": lesson.level, "skills": len(lesson.skills),
+            "questions": len(lesson.questions), "answer_language": lesson.answer_language,
+        })
+    if args.json:
+        _print_json(rows)
+    else:
+        valid = [r for r in rows if r["valid"]]
+        if valid:
+            _table([[r["id"], r["title"], r["subject"], r["level"], str(r["skills"]), str(r["questions"])]
+                    for r in valid], ["ID", "TITLE", "SUBJECT", "LEVEL", "SKILLS", "QUESTIONS"])
+    for problem in problems:
+        print(f"voice-tutor: error: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} of {len(rows)} lessons invalid", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _add_learner_commands(commands) -> None:
+    store_options = argparse.ArgumentParser(add_help=False)
+    store_options.add_argument("--db", type=Path, metavar="PATH",
+                               help="the learner database (default ~/.local/share/voice-tutor/tutor.db)")
+    store_options.add_argument("--config", type=Path, help="a TOML configuration file (its [dialogue] store)")
+
+    learner = commands.add_parser("learner", help="list, show, export, delete or set up remembered learners")
+    actions = learner.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", parents=[store_options], help="every learner: level, sessions, last seen")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_learner_list)
+
+    show = actions.add_parser("show", parents=[store_options],
+                              help="profile, mastery per skill, reviews, knowledge gaps, recent sessions")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=cmd_learner_show)
+
+    export = actions.add_parser("export", parents=[store_options], help="everything stored about a learner, as JSON")
+    export.add_argument("name")
+    export.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    export.set_defaults(run=cmd_learner_export)
+
+    delete = actions.add_parser("delete", parents=[store_options], help="forget a learner and all their data")
+    delete.add_argument("name")
+    delete.add_argument("--yes", action="store_true", help="really delete (required)")
+    delete.set_defaults(run=cmd_learner_delete)
+
+    setting = actions.add_parser("set", parents=[store_options],
+                                 help="create a learner or change their profile")
+    setting.add_argument("name")
+    setting.add_argument("--level", help="e.g. beginner, intermediate, advanced (new learners: beginner)")
+    setting.add_argument("--pace", choices=["slow", "normal", "fast"])
+    setting.add_argument("--voice-speed", type=float, metavar="X", help="tutor speaking rate, 0.5 to 2.0")
+    setting.add_argument("--language", metavar="xx", help="preferred language (ISO 639-1)")
+    setting.add_argument("--goal", action="append", metavar="TEXT",
+                         help="a learning goal; repeat for several (replaces the learner's goals)")
+    setting.set_defaults(run=cmd_learner_set)
+
+    lessons = commands.add_parser("lessons", help="list the lessons and validate them")
+    lessons.add_argument("files", nargs="*", type=Path, metavar="FILE", help="lesson files (default: every one in --dir)")
+    lessons.add_argument("--dir", type=Path, help="the lessons directory (default: the bundled lessons)")
+    lessons.add_argument("--config", type=Path, help="a TOML configuration file (its [dialogue] lessons_dir)")
+    lessons.add_argument("--json", action="store_true", help="one JSON list of lessons, valid or not")
+    lessons.set_defaults(run=cmd_lessons)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voice-tutor", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -183,6 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = commands.add_parser("transcribe", parents=[common], help="print the transcript of audio files")
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--json", action="store_true", help="text, language, duration and timing per file")
+    transcribe.add_argument("--lesson", help="a lesson id or file: its vocabulary biases recognition, "
+                            "and its answer language is listened for")
     transcribe.set_defaults(run=cmd_transcribe)
 
     say = commands.add_parser("say", parents=[common], help="speak text into a WAV file")
@@ -207,6 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", parents=[common], help="measure latency, speed and memory here")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=cmd_bench)
+
+    _add_learner_commands(commands)
     return parser
 
 

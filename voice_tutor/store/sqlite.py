@@ -167,6 +167,27 @@ class Store:
             rows = db.execute("SELECT * FROM learners ORDER BY name").fetchall()
         return [_learner_from_row(row) for row in rows]
 
+    def learner_activity(self) -> dict[str, tuple[int, datetime | None]]:
+        """Per learner name: how many sessions they had and when they were last seen.
+
+        Last seen is the latest session start, session end or stored turn (a
+        session cut short by a crash has no end but may have turns); None for
+        a learner who never had a session.
+        """
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT learners.name, COUNT(sessions.id), MAX(MAX(sessions.started_at,"
+                " COALESCE(sessions.ended_at, ''),"
+                " COALESCE((SELECT MAX(turns.ended_at) FROM turns"
+                " WHERE turns.session_id = sessions.id), '')))"
+                " FROM learners LEFT JOIN sessions ON sessions.learner_id = learners.id"
+                " GROUP BY learners.id ORDER BY learners.name"
+            ).fetchall()
+        return {
+            name: (count, datetime.fromisoformat(last) if last else None)
+            for name, count, last in rows
+        }
+
     def delete_learner(self, name: str) -> None:
         """Remove the learner and every row about them (sessions, turns, answers, ratings...)."""
         with self._transaction(write=True) as db:
