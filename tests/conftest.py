@@ -111,21 +111,27 @@ def _cli_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "voice_tutor.cli"]
 
 
-def cli_env() -> dict[str, str]:
-    """The environment minus anything that would point the tutor at an online LLM."""
+def cli_env(data_home: Path | None = None) -> dict[str, str]:
+    """The environment minus anything that would point the tutor at an online LLM.
+
+    ``data_home`` keeps any learner database the command writes out of the user's own.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE_TUTOR_", "OPENAI_"))}
     env["PYTHONUNBUFFERED"] = "1"
+    if data_home is not None:
+        env["XDG_DATA_HOME"] = str(data_home)
     return env
 
 
 @pytest.fixture(scope="session")
-def run_cli() -> Callable[..., subprocess.CompletedProcess]:
+def run_cli(tmp_path_factory) -> Callable[..., subprocess.CompletedProcess]:
     """``run_cli(*args, timeout=120, cwd=None)``: run ``voice-tutor`` as a real subprocess."""
+    data_home = tmp_path_factory.mktemp("xdg-data")
 
     def run(*args: str | Path, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [*_cli_command(), *map(str, args)],
-            capture_output=True, text=True, timeout=timeout, env=cli_env(), cwd=cwd or REPO_ROOT,
+            capture_output=True, text=True, timeout=timeout, env=cli_env(data_home), cwd=cwd or REPO_ROOT,
         )
 
     return run
@@ -157,27 +163,39 @@ class RunningLLMServer:
         return [r["body"] for r in self.requests() if r["path"] == "/v1/chat/completions"]
 
 
-@pytest.fixture(scope="module")
-def llm_server(tmp_path_factory) -> Iterator[RunningLLMServer]:
-    """tests/llm_server.py on a free loopback port, serving model ``tutor-test``."""
-    workdir = tmp_path_factory.mktemp("llm")
+def start_llm_server(workdir: Path, *flags: str) -> RunningLLMServer:
+    """Start tests/llm_server.py on a free loopback port (serving model ``tutor-test``); call ``stop`` after."""
     log, errors = workdir / "requests.jsonl", workdir / "server.err"
     with errors.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, str(LLM_SERVER_SCRIPT), "--port", "0", "--log", str(log), "--token-delay-ms", "5"],
+            [sys.executable, str(LLM_SERVER_SCRIPT), "--port", "0", "--log", str(log), *flags],
             stdout=subprocess.PIPE, stderr=stderr, text=True,
         )
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 15)
-        line = process.stdout.readline() if ready else ""
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"llm_server.py did not start: {line!r} {errors.read_text()}")
-        yield RunningLLMServer(f"http://127.0.0.1:{int(line.split()[1])}/v1", log, process)
-    finally:
+    ready, _, _ = select.select([process.stdout], [], [], 15)
+    line = process.stdout.readline() if ready else ""
+    if not line.startswith("PORT "):
+        stop_llm_server(process)
+        raise RuntimeError(f"llm_server.py did not start: {line!r} {errors.read_text()}")
+    return RunningLLMServer(f"http://127.0.0.1:{int(line.split()[1])}/v1", log, process)
+
+
+def stop_llm_server(process: subprocess.Popen) -> None:
+    if process.poll() is None:
         process.terminate()
         try:
             process.wait(5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    if process.stdout:
         process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory) -> Iterator[RunningLLMServer]:
+    """tests/llm_server.py on a free loopback port, serving model ``tutor-test``."""
+    server = start_llm_server(tmp_path_factory.mktemp("llm"), "--token-delay-ms", "5")
+    try:
+        yield server
+    finally:
+        stop_llm_server(server.process)

@@ -32,6 +32,7 @@ from voice_tutor.events import (
     TutorReplyDone,
     TutorSpeechEnded,
     TutorSpeechStarted,
+    TutorText,
 )
 from voice_tutor.learning.lessons import find_lesson, load_lesson
 from voice_tutor.session import Session
@@ -45,6 +46,13 @@ PRAISE = ("That's right!", "Yes, well done!", "Correct, nice work!", "Exactly ri
 def arithmetic() -> LessonTutor:
     config = Config()
     return LessonTutor(load_lesson(find_lesson("arithmetic", config.dialogue.lessons_dir)))
+
+
+def heard_numbers(text: str) -> set:
+    """The numbers in a transcript ('12', 'twelve', and the '12 12' lesson hotwords cause all read {12})."""
+    from voice_tutor.dialogue.answers import numbers_in
+
+    return set(numbers_in(text))
 
 
 def parse_turns(stdout: str) -> list[dict]:
@@ -80,74 +88,144 @@ async def run_session(models, learner: Path, tutor_wav: Path, *, realtime: bool,
     return session, turns, events
 
 
+# --- what the offline tutor answers, given the words --------------------------------------------------
+
+NUMBER_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty"
+).split()
+
+
+async def replay(texts: list[str]) -> tuple[str, list[tuple[str | None, str]]]:
+    """The offline tutor's opening, and (question asked, reply) for each learner text, without audio.
+
+    This is the reference a spoken session must match: the same tutor, fed the
+    words the learner meant to say instead of what Whisper heard.
+    """
+    tutor, context = arithmetic(), DialogueContext("reference")
+    opening = "".join([piece async for piece in tutor.opening(context)])
+    replies = []
+    for text in texts:
+        asked = tutor.current.id if tutor.current else None
+        replies.append((asked, "".join([piece async for piece in tutor.respond(text, context)])))
+    return opening, replies
+
+
+def last_prompt(reply: str) -> str | None:
+    """The lesson question a reply ends by asking, if any."""
+    prompts = [q.prompt for q in arithmetic().lesson.questions]
+    return next((prompt for prompt in prompts if reply.endswith(prompt)), None)
+
+
 # --- a multi-turn lesson through `voice-tutor talk --fast` -------------------------------------------
 
-# (silence before, who speaks, what they say, speaking rate) and what the tutor must answer.
-LESSON_SCRIPT = [
-    (1.0, "piper", "Eleven.", 1.0),
-    (1.5, "piper", "Twelve.", 1.1),
-    (1.5, "espeak", "Can you give me a hint please?", None),
-    (1.5, "piper", "Nine.", 0.9),
-    (1.5, "piper", "Please say that again.", 0.95),
-    (1.5, "piper", "Sixteen.", 1.0),
-    (1.5, "piper", "Fifteen.", 1.2),
-    (1.5, "piper", "Fourteen.", 1.0),
-    (1.5, "piper", "I think it's the sum.", 1.05),
-    (1.5, "piper", "Goodbye.", 1.2),
-]
+# What the learner means to do on each turn; the words are chosen for whatever question the tutor asks.
+LESSON_INTENTS = ["wrong", "right", "hint", "right", "repeat", "wrong", "wrong", "stop", "after"]
+NUMBER_RATES = [0.9, 1.0, 1.1]
+SENTENCE_RATES = [0.9, 1.0, 1.1, 1.2]
+
+
+def words_for(intent: str, question, wrong_before: int) -> tuple[str, str]:
+    """(voice, text) the learner says to carry out ``intent`` on ``question``."""
+    if intent == "hint":
+        return "espeak", "Can you give me a hint please?"
+    if intent == "repeat":
+        return "piper", "Please say that again."
+    if intent == "stop":
+        return "piper", "Goodbye."
+    if intent == "after":
+        return "piper", "Twelve."
+    if question.kind == "number":
+        answer = int(question.answers[0])
+        if intent == "right":
+            return "piper", NUMBER_WORDS[answer].capitalize() + "."
+        if wrong_before == 0 and question.misconceptions:  # the mistake the lesson anticipates
+            return "piper", NUMBER_WORDS[int(question.misconceptions[0].answers[0])].capitalize() + "."
+        return "piper", NUMBER_WORDS[answer + 2 + wrong_before].capitalize() + "."
+    if intent == "right":
+        return "piper", f"I think it's the {question.answers[0]}."
+    if wrong_before == 0 and question.misconceptions:
+        return "piper", f"Is it the {question.misconceptions[0].answers[-1].removeprefix('the ')}?"
+    return "piper", "Is it the product?"
+
+
+async def lesson_script(intents: list[str]) -> list[tuple[str, str, str, str | None, str]]:
+    """(intent, voice, text, question asked, expected reply) per turn, by replaying the tutor."""
+    tutor, context = arithmetic(), DialogueContext("script")
+    [_ async for _ in tutor.opening(context)]
+    wrong: dict[str, int] = {}
+    script = []
+    for intent in intents:
+        question = tutor.current
+        voice, text = words_for(intent, question, wrong.get(question.id, 0) if question else 0)
+        if intent == "wrong":
+            wrong[question.id] = wrong.get(question.id, 0) + 1
+        reply = "".join([piece async for piece in tutor.respond(text, context)])
+        script.append((intent, voice, text, question.id if question else None, reply))
+    return script
 
 
 @pytest.fixture(scope="module")
-def lesson_talk(tmp_path_factory, say, espeak_say, run_cli):
+async def lesson_talk(tmp_path_factory, say, espeak_say, run_cli):
     """`voice-tutor talk --fast --json` over a ten-turn recording of a learner working through the lesson."""
     from audio_fixtures import build_recording, write_wav
 
-    workdir = tmp_path_factory.mktemp("lesson")
-    parts = [
-        (gap, say(text, scale) if voice == "piper" else espeak_say(text))
-        for gap, voice, text, scale in LESSON_SCRIPT
-    ]
+    script = await lesson_script(LESSON_INTENTS)
+    parts = []
+    for number, (_intent, voice, text, _asked, _reply) in enumerate(script):
+        if voice == "espeak":
+            speech = espeak_say(text)
+        else:
+            rates = NUMBER_RATES if text.rstrip(".").lower() in NUMBER_WORDS else SENTENCE_RATES
+            speech = say(text, rates[number % len(rates)])
+        parts.append((1.0 if number == 0 else 1.5, speech))
     audio, _ = build_recording(parts)
+    workdir = tmp_path_factory.mktemp("lesson")
     learner, tutor_wav = write_wav(workdir / "learner.wav", audio), workdir / "tutor.wav"
     result = run_cli("talk", "--input", learner, "--output", tutor_wav, "--fast", "--json", timeout=180)
-    return result, tutor_wav
+    return script, result, tutor_wav
 
 
 def test_lesson_replies_follow_the_lesson(lesson_talk):
-    result, _ = lesson_talk
+    script, result, _ = lesson_talk
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     turns = parse_turns(result.stdout)
-    said = [t["learner"] for t in turns]
-    assert len(turns) == len(LESSON_SCRIPT), said
-    replies = [t["tutor"] for t in turns]
+    heard = [t["learner"] for t in turns]
+    assert len(turns) == len(script), heard
+    lesson = arithmetic().lesson
+    questions = {q.id: q for q in lesson.questions}
 
-    # A wrong answer gets the first hint of the question, not the answer.
-    assert wer_text(said[0]) == "11"
-    assert replies[0] == "Not quite. Here's a hint: Seven needs three more to make ten. Try again."
-    # The right answer is praised and the next question is asked.
-    assert wer_text(said[1]) == "12"
-    assert replies[1].startswith(PRAISE)
-    assert replies[1].endswith("Next question. What is fifteen minus six?")
-    # Asking for help gets the next question's first hint.
-    assert "hint" in said[2].lower()
-    assert replies[2] == "Here's a hint: Take away five first to get to ten. Try again."
-    assert replies[3].startswith(PRAISE) and replies[3].endswith("Next question. What is eight plus nine?")
-    # "Say that again" repeats the question, word for word.
-    assert replies[4] == "What is eight plus nine?"
-    # Two wrong answers use up the two hints; the third gets the explanation and the next question.
-    assert replies[5].startswith("Not quite. Here's a hint: Nine is one less than ten.")
-    assert replies[6].startswith("Not quite. Here's a hint: Eight plus ten is eighteen")
-    assert replies[7].startswith("Not quite. Eight plus nine is seventeen")
-    assert replies[7].endswith("What do we call the answer when we add numbers together?")
-    # A spoken text answer is matched; the last answer ends the lesson.
-    assert "sum" in said[8].lower()
-    assert replies[8].endswith("That's the end of today's practice. Great effort, see you next time!")
-    assert replies[9].startswith("We have finished this lesson.")
+    for turn, (intent, _voice, text, asked, expected) in zip(turns, script, strict=True):
+        # Whisper heard what the learner said (up to spelling: 'Eleven.' may come back as '11.')...
+        if intent in ("wrong", "right", "after") and asked and questions[asked].kind == "number":
+            assert heard_numbers(turn["learner"]) == heard_numbers(text)
+        # ... and the spoken session answered exactly as the tutor answers those words.
+        assert turn["tutor"] == expected, (text, turn["learner"])
+        reply, question = turn["tutor"], questions.get(asked)
+        if intent == "wrong" and reply.startswith("Not quite.") and "hint" in reply:
+            assert question.hints[0] in reply or question.hints[1] in reply
+        if intent == "right":
+            assert reply.startswith(PRAISE)
+        if intent == "repeat":
+            assert reply == question.prompt
+
+    # The turns the issue names, spelled out.
+    first = turns[0]
+    assert heard_numbers(first["learner"]) == {11} and script[0][3] == "add-7-5"
+    assert "hint" in first["tutor"] and questions["add-7-5"].hints[0] in first["tutor"]
+    assert questions["add-7-5"].misconceptions[0].feedback in first["tutor"]  # 11 is the anticipated slip
+    second = turns[1]
+    assert heard_numbers(second["learner"]) == {12}
+    assert second["tutor"].startswith(PRAISE) and "Next question." in second["tutor"]
+    assert last_prompt(second["tutor"]) not in (None, questions["add-7-5"].prompt)
+    assert turns[2]["tutor"].startswith("Here's a hint:")
+    assert turns[-2]["tutor"].startswith("Okay, let's stop here.") and turns[-2]["tutor"].endswith(lesson.wrap_up)
+    assert turns[-1]["tutor"].startswith("We have finished this lesson.")
 
 
 def test_lesson_turns_report_what_was_heard_and_latencies(lesson_talk):
-    result, _ = lesson_talk
+    _, result, _ = lesson_talk
     turns = parse_turns(result.stdout)
     assert turns
     for number, turn in enumerate(turns, start=1):
@@ -163,7 +241,7 @@ def test_lesson_turns_report_what_was_heard_and_latencies(lesson_talk):
 
 
 def test_tutor_wav_holds_the_lesson_spoken(lesson_talk, recognizer):
-    result, tutor_wav = lesson_talk
+    _, result, tutor_wav = lesson_talk
     assert result.returncode == 0
     audio, rate = soundfile.read(tutor_wav, dtype="float32")
     assert rate == 22050
@@ -171,13 +249,15 @@ def test_tutor_wav_holds_the_lesson_spoken(lesson_talk, recognizer):
     # Written back to back (--fast): about as long as the greeting plus every reply takes to say.
     assert 0.03 <= len(audio) / rate / len(GREETING_START + replies) <= 0.12
     assert rms(audio) > 0.03
-    # The first 25 s (greeting and the first replies) are heard as the lesson's words.
-    heard = wer_text(recognizer.transcribe(to_16k(audio[: 25 * rate], rate)).text)
-    for words in ("adding and taking away", "7 plus 5", "hint", "make 10", "15 minus 6"):
+    # The first 20 s (the greeting, the first question and the first replies) are heard as the lesson's words.
+    heard = wer_text(recognizer.transcribe(to_16k(audio[: 20 * rate], rate)).text)
+    for words in ("adding and taking away", "7 plus 5", "hint", "make 10"):
         assert words in heard, heard
 
 
 # --- barge-in ----------------------------------------------------------------------------------------
+
+BARGE_IN_TEXTS = ["Twelve.", "Can you say that again please?"]
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +265,7 @@ def barge_in_recording(tmp_path_factory, say):
     """'Twelve.' 3 s into the greeting, then 'Can you say that again please?' ~1.5 s into the reply to it."""
     from audio_fixtures import build_recording, write_wav
 
-    twelve = say("Twelve.")
-    again = say("Can you say that again please?")
+    twelve, again = (say(text) for text in BARGE_IN_TEXTS)
     # The reply to 'Twelve.' starts ~0.4 s after it ends (end-of-turn silence plus answering).
     again_at = 3.0 + len(twelve) / SAMPLE_RATE + 0.4 + 1.5
     audio, placed = build_recording([(3.0, twelve), (again_at - 3.0 - len(twelve) / SAMPLE_RATE, again)])
@@ -194,20 +273,28 @@ def barge_in_recording(tmp_path_factory, say):
     return path, placed
 
 
-def test_barge_in_cuts_the_reply_in_real_time(barge_in_recording, run_cli, tmp_path):
+async def test_barge_in_cuts_the_reply_in_real_time(barge_in_recording, run_cli, tmp_path):
     learner, placed = barge_in_recording
+    _, [(_, answer_expected), (_, repeat_expected)] = await replay(BARGE_IN_TEXTS)
     tutor_wav = tmp_path / "tutor.wav"
     result = run_cli("talk", "--input", learner, "--output", tutor_wav, "--json", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     turns = parse_turns(result.stdout)
-    assert [wer_text(t["learner"]) for t in turns] == ["12", "can you say that again please"]
+    assert heard_numbers(turns[0]["learner"]) == {12}
+    assert wer_text(turns[1]["learner"]) == "can you say that again please"
 
     answer, repeat = turns
-    assert answer["tutor"] == answer["tutor"].strip() and answer["tutor"].endswith("What is fifteen minus six?")
+    assert answer["tutor"] == answer_expected and answer["tutor"].startswith(PRAISE)
     assert answer["cut"] is True
-    assert answer["heard"] and answer["heard"] != answer["tutor"] and answer["tutor"].startswith(answer["heard"])
-    assert repeat["tutor"] == "What is fifteen minus six?"
+    assert answer["heard"] != answer["tutor"] and answer["tutor"].startswith(answer["heard"])
+    # The reply had been playing for a second or more when the learner spoke: some of it was heard.
+    twelve, again = placed
+    playing_s = again.start - twelve.end - answer["latency_ms"]["first_audio"] / 1000
+    if playing_s > 0.8:
+        assert answer["heard"], playing_s
+    # 'Say that again' repeats the question the cut reply was asking, which the learner did not hear.
+    assert repeat["tutor"] == repeat_expected == last_prompt(answer["tutor"])
     assert repeat["cut"] is False and repeat["heard"] == repeat["tutor"]
 
     # tutor.wav is the session's timeline: the tutor fell silent soon after the learner started speaking,
@@ -231,8 +318,12 @@ async def test_barge_in_events_in_process(speech_models, barge_in_recording, tmp
     for turn_id in (0, 1):
         cut = ended[turn_id]
         assert cut.cut is True
-        assert cut.heard and cut.heard != cut.text and cut.text.startswith(cut.heard)
-    assert ended[0].text.startswith("Hi friend!") and ended[0].heard.startswith("Hi friend!")
+        assert cut.heard != cut.text and cut.text.startswith(cut.heard)  # a proper prefix
+    assert ended[0].text.startswith("Hi friend!")
+    [greeting_started] = [e for e in events if isinstance(e, TutorSpeechStarted) and e.turn_id == 0]
+    first_speech = events[events.index(barge_ins[0]) - 1]
+    if first_speech.t - greeting_started.t > 1.0:  # the whole first sentence had been played
+        assert ended[0].heard.startswith("Hi friend!")
     assert ended[2].cut is False
 
     # Each cut followed the speech that caused it within ~one audio block: measured from the events.
@@ -246,10 +337,10 @@ async def test_barge_in_events_in_process(speech_models, barge_in_recording, tmp
         print(f"turn {barge_in.turn_id}: speech started -> tutor speech ended in {delay * 1000:.0f} ms")
         assert 0 <= delay < 0.1
 
-    # The first cut came when the learner spoke, ~3 s into the greeting (not at some stray sound).
-    [greeting_started] = [e for e in events if isinstance(e, TutorSpeechStarted) and e.turn_id == 0]
-    first_speech = events[events.index(barge_ins[0]) - 1]
-    assert placed[0].start - 0.5 < first_speech.t - greeting_started.t < placed[0].start + 0.6
+    # The first cut came when the learner spoke, ~3 s into the session (not at some stray sound):
+    # the session starts with the greeting's text, at the same moment the recording starts to play.
+    session_start = next(e.t for e in events if isinstance(e, TutorText))
+    assert placed[0].start - 0.2 < first_speech.t - session_start < placed[0].start + 0.8
 
     assert [t.turn_id for t in turns] == [1, 2]
     assert turns[0].cut is True and turns[1].cut is False
@@ -268,22 +359,23 @@ async def test_a_pause_mid_sentence_does_not_end_the_turn(speech_models, say, re
     assert len(finals) == 1, finals
     assert wer_text(finals[0]) == "7 plus 5 is 12"
     [turn] = turns
-    assert turn.tutor.endswith("Next question. What is fifteen minus six?")
+    _, [(_, expected)] = await replay(["Seven plus five is twelve."])
+    assert turn.tutor == expected and turn.tutor.startswith(PRAISE)
 
 
 async def test_the_same_pause_after_a_finished_answer_ends_the_turn(speech_models, say, recording, tmp_path):
     """The control: after words that sound finished, 0.7 s of silence is the end of the turn."""
     learner, _ = recording([(1.0, say("Eleven.")), (0.7, say("Twelve."))])
     _, turns, _ = await run_session(speech_models, learner, tmp_path / "tutor.wav", realtime=False)
-    assert [wer_text(t.learner) for t in turns] == ["11", "12"]
-    assert "hint" in turns[0].tutor and "fifteen minus six" in turns[1].tutor
+    assert [heard_numbers(t.learner) for t in turns] == [{11}, {12}]
+    _, expected = await replay(["Eleven.", "Twelve."])
+    assert [t.tutor for t in turns] == [reply for _, reply in expected]
+    assert "hint" in turns[0].tutor and turns[1].tutor.startswith(PRAISE)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "speech/stt.py transcribe_turn hears the paused 'Fifteen minus' as '15 minus. 15 minus. 15 minus. "
-    "15 minus. 15', so sounds_unfinished() sees a finished sentence and the learner is cut off mid-sentence"
-))
 async def test_a_slow_pause_after_minus_does_not_end_the_turn(speech_models, say, recording, tmp_path):
+    """Whisper once heard this paused 'Fifteen minus' as '15 minus. 15 minus. 15 minus. 15 minus. 15',
+    which sounds finished, and the learner was cut off mid-sentence (fixed by stt.py's loop guard)."""
     learner, _ = recording([(1.0, say("Fifteen minus", 1.2)), (0.8, say("six is nine.", 1.2))])
     _, _, events = await run_session(speech_models, learner, tmp_path / "tutor.wav", realtime=False)
     finals = [e.text for e in events if isinstance(e, FinalTranscript)]
@@ -356,7 +448,7 @@ def test_llm_tutor_speaks_the_servers_streamed_reply(llm_talk):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     turns = parse_turns(result.stdout)
-    assert [wer_text(t["learner"]) for t in turns] == ["11", "12"]
+    assert [heard_numbers(t["learner"]) for t in turns] == [{11}, {12}]
     for turn in turns:
         # The server answers "Tutor heard: {user}. What is seven plus five?", streamed word by word.
         assert turn["tutor"] == f"Tutor heard: {turn['learner']}. What is seven plus five?"
@@ -378,11 +470,11 @@ def test_llm_requests_carry_the_lesson_grounding_and_history(llm_talk):
         assert "Seven needs three more to make ten." in system["content"]
     opening, first, second = bodies
     assert "friend" in opening["messages"][-1]["content"]
-    assert wer_text(first["messages"][-1]["content"]) == "11"
+    assert heard_numbers(first["messages"][-1]["content"]) == {11}
     # The second turn sees the first exchange as the learner heard it.
     assert [m["role"] for m in second["messages"][-3:]] == ["user", "assistant", "user"]
     assert second["messages"][-2]["content"].startswith("Tutor heard:")
-    assert wer_text(second["messages"][-1]["content"]) == "12"
+    assert heard_numbers(second["messages"][-1]["content"]) == {12}
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -395,3 +487,50 @@ def test_llm_history_includes_the_opening_the_learner_heard(llm_talk):
     assistant = [m["content"] for m in first["messages"] if m["role"] == "assistant"]
     assert any(text.startswith("Tutor heard:") for text in assistant), first["messages"]
 
+
+
+
+async def greet_with_llm_then_lose_it(tmp_path) -> tuple[str, str, list[Exception]]:
+    """FallbackTutor(ChatTutor, offline tutor): the LLM greets, its server stops, the learner says 'Twelve.'."""
+    from conftest import start_llm_server, stop_llm_server
+    from voice_tutor.config import LLMConfig
+    from voice_tutor.dialogue.base import FallbackTutor
+    from voice_tutor.dialogue.llm import ChatTutor
+    from voice_tutor.dialogue.prompts import lesson_system_prompt
+
+    server = start_llm_server(tmp_path, "--token-delay-ms", "1")
+    offline = arithmetic()
+    fallbacks: list[Exception] = []
+    chat = ChatTutor(LLMConfig(base_url=server.url, model="tutor-test", timeout_s=5.0),
+                     lesson_system_prompt(offline.lesson))
+    tutor = FallbackTutor(chat, offline, on_fallback=fallbacks.append)
+    context = DialogueContext("s1")
+    try:
+        try:
+            opening = "".join([piece async for piece in tutor.opening(context)])
+        finally:
+            stop_llm_server(server.process)
+        reply = "".join([piece async for piece in tutor.respond("Twelve.", context)])
+    finally:
+        await chat.aclose()
+    return opening, reply, fallbacks
+
+
+async def test_offline_tutor_answers_when_the_llm_dies_mid_lesson(tmp_path):
+    from voice_tutor.dialogue.base import DialogueUnavailable
+
+    opening, reply, fallbacks = await greet_with_llm_then_lose_it(tmp_path)
+    assert opening.startswith("Tutor heard:")  # the greeting came from the LLM
+    [error] = fallbacks  # the turn fell back, once, with the reason
+    assert isinstance(error, DialogueUnavailable) and str(error).endswith("unreachable: connection refused")
+    assert reply and not reply.startswith("Tutor heard:")  # the learner was not left in silence
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "dialogue/lesson_tutor.py picks its first question only in opening(); as FallbackTutor's offline "
+    "tutor after the LLM gave the greeting, it answers 'We have finished this lesson.' to the first turn"
+))
+async def test_offline_fallback_after_an_llm_greeting_teaches_the_lesson(tmp_path):
+    _, reply, _ = await greet_with_llm_then_lose_it(tmp_path)
+    assert not reply.startswith("We have finished this lesson."), reply
+    assert reply.startswith(PRAISE)
