@@ -15,6 +15,14 @@ prints ``PORT <n>`` as its first line, then serves on 127.0.0.1:
   (``stream: true``) or whole.  A last user message containing the word
   "tool", in a request that offers tools, gets a streamed call of the first
   tool with ``--tool-arguments`` instead.  ``max_tokens`` counts words.
+  Which tool: one the message names ("tool give_hint"), else ``--tool-name``,
+  else the first offered; with which arguments: a JSON object in the message
+  (from its first "{" to its last "}"), else ``--tool-arguments``.
+* A request whose last message is a tool result (role ``tool``, the follow-up
+  after a tool call) gets ``--tool-reply`` as text (``{tool}`` is the content
+  of the request's trailing tool messages, joined by spaces), never a tool call;
+  with ``--repeat-tool-calls`` it gets the same tool call again (a model that
+  never stops calling tools).
 * ``--fail-status N`` answers every completion with HTTP N; ``--api-key K``
   demands ``Authorization: Bearer K``; ``--break-after N`` drops the
   connection after N words; an unknown model gets OpenAI's 404.
@@ -100,8 +108,13 @@ class Handler(BaseHTTPRequestHandler):
         user = next((m.get("content") or "" for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
         tools = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
         base = {"id": f"chatcmpl-{int(time.time() * 1000)}", "created": int(time.time()), "model": self.options.model}
+        messages = body.get("messages") or []
+        if messages and messages[-1].get("role") == "tool" and not self.options.repeat_tool_calls:
+            self._reply_text(body, base, self.options.tool_reply.format(tool=" ".join(_trailing_tool_results(messages))))
+            return
         if tools and re.search(r"\btool\b", user, re.IGNORECASE):
-            call_id, name, arguments = "call_0", tools[0]["name"], self.options.tool_arguments
+            call_id, name, arguments = "call_0", self._tool_name(user, tools), _arguments_in(user)
+            arguments = self.options.tool_arguments if arguments is None else arguments
             if body.get("stream"):
                 pieces = [arguments[i : i + ARGUMENT_PIECE] for i in range(0, len(arguments), ARGUMENT_PIECE)]
                 first = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
@@ -113,7 +126,17 @@ class Handler(BaseHTTPRequestHandler):
                 message = {"role": "assistant", "content": None, "tool_calls": [call]}
                 self._send_whole(base, message, "tool_calls", 1)
             return
-        words = re.findall(r"\s*\S+", self.options.reply.format(user=user))
+        self._reply_text(body, base, self.options.reply.format(user=user))
+
+    def _tool_name(self, user: str, tools: list[dict]) -> str:
+        names = [tool["name"] for tool in tools]
+        named = [name for name in names if re.search(rf"\b{re.escape(name)}\b", user)]
+        if named:
+            return named[0]
+        return self.options.tool_name if self.options.tool_name in names else names[0]
+
+    def _reply_text(self, body: dict, base: dict, text: str) -> None:
+        words = re.findall(r"\s*\S+", text)
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
         finish = "length" if limit and len(words) > limit else "stop"
         words = words[:limit] if limit else words
@@ -165,6 +188,27 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+def _trailing_tool_results(messages: list[dict]) -> list[str]:
+    results = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        results.insert(0, str(message.get("content") or ""))
+    return results
+
+
+def _arguments_in(text: str) -> str | None:
+    """The JSON object written in ``text`` (first "{" to last "}"), as JSON text, or None."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        arguments = json.loads(text[start : end + 1])
+    except json.JSONDecodeError:
+        return None
+    return json.dumps(arguments) if isinstance(arguments, dict) else None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed as 'PORT n')")
@@ -175,6 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-delay-ms", type=float, default=20, help="pause between streamed words")
     parser.add_argument("--tool-arguments", default='{"answer": 12, "hint": "count on from seven"}',
                         help="JSON arguments of the streamed tool call")
+    parser.add_argument("--tool-name", help="the tool called when the message names none (default: the first offered)")
+    parser.add_argument("--tool-reply", default="Tool said: {tool}",
+                        help="the reply to a follow-up request ending in tool results; {tool} is their content")
+    parser.add_argument("--repeat-tool-calls", action="store_true",
+                        help="answer follow-ups that end in tool results with the tool call again")
     parser.add_argument("--fail-status", type=int, help="answer every completion with this HTTP status")
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--break-after", type=int, help="drop the connection after this many words of a stream")
