@@ -38,25 +38,32 @@ def with_learner_pace(config: Config, preferences: Preferences | None) -> Config
     ))
 
 
-async def build_tutor(config: Config, lesson: Lesson, memory: LearnerMemory, publish: Callable[[Event], None]):
+async def build_tutor(
+    config: Config,
+    lesson: Lesson,
+    memory: LearnerMemory,
+    publish: Callable[[Event], None],
+    publish_simulation: Callable[[dict], None] | None = None,
+):
     """The offline lesson tutor, or an LLM tutor that falls back to it; safety-filtered either way.
 
     ``publish`` receives the events these wrappers produce (fallback notices,
-    safety alerts), without a session id.
+    safety alerts), without a session id.  ``publish_simulation`` receives the
+    simulation commands an LLM tutor's tools issue (scenes only).
     """
     from voice_tutor.dialogue.base import FallbackTutor
     from voice_tutor.dialogue.lesson_tutor import LessonTutor
     from voice_tutor.dialogue.safety import SafeTutor
 
-    tutor = LessonTutor(lesson, memory)
+    offline = tutor = LessonTutor(lesson, memory)
     if config.llm.base_url:
-        from voice_tutor.dialogue.llm import ChatTutor, check_endpoint
-        from voice_tutor.dialogue.prompts import lesson_system_prompt
+        from voice_tutor.dialogue.llm import check_endpoint
+        from voice_tutor.dialogue.tools import build_llm_tutor
 
         await check_endpoint(config.llm)
         tutor = FallbackTutor(
-            ChatTutor(config.llm, lesson_system_prompt(lesson)),
-            tutor,
+            build_llm_tutor(config, lesson, memory, offline, publish_simulation=publish_simulation),
+            offline,
             lambda error: publish(SessionNotice(level="warning", message=f"{error}; the offline tutor answers instead")),
         )
     return SafeTutor(tutor, lambda verdict: publish(SafetyAlert(
@@ -77,7 +84,13 @@ class Tutoring:
     _relay: list[Session] = dataclasses.field(default_factory=list)
 
     @classmethod
-    async def open(cls, config: Config, learner_name: str | None = None, store: Store | None = None) -> Tutoring:
+    async def open(
+        cls,
+        config: Config,
+        learner_name: str | None = None,
+        store: Store | None = None,
+        publish_simulation: Callable[[dict], None] | None = None,
+    ) -> Tutoring:
         lesson = load_configured_lesson(config)
         memory = await LearnerMemory.open(lesson, learner_name, store)
         relay: list[Session] = []
@@ -86,7 +99,7 @@ class Tutoring:
             for session in relay:
                 session.bus.publish(dataclasses.replace(event, session_id=session.id))
 
-        tutor = await build_tutor(config, lesson, memory, publish)
+        tutor = await build_tutor(config, lesson, memory, publish, publish_simulation)
         return cls(config, lesson, memory, tutor, store if memory.learner else None, relay)
 
     def session(self, models: SpeechModels, source, sink, **options) -> Session:
