@@ -124,3 +124,10 @@ def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
     refs = [wer_text(r) for r in references]
     hyps = [wer_text(h) for h in hypotheses]
     return float(jiwer.wer(refs, hyps))
+
+
+def heard_numbers(text: str) -> set:
+    """The numbers in a transcript as a set ('12', 'twelve' and a doubled '12 12' all read {12})."""
+    from voice_tutor.dialogue.answers import numbers_in
+
+    return set(numbers_in(text))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from audio_fixtures import SAMPLE_RATE, silence, wer_text
+from audio_fixtures import SAMPLE_RATE, heard_numbers, silence, wer_text
 from conftest import error_lines
 from voice_tutor.audio.sources import AudioInputError, FileSource, load_audio
 
@@ -234,14 +234,14 @@ def test_talk_reports_unreadable_input_in_one_line(inputs, run_cli, tmp_path, na
 
 @pytest.mark.parametrize(
     ("name", "learner"),
-    [("stereo_8k_int16", ["12"]), ("nan_samples", ["12"]), ("clipped_noise", [])],
+    [("stereo_8k_int16", [{12}]), ("nan_samples", [{12}]), ("clipped_noise", [])],
 )
 def test_talk_takes_odd_but_readable_input(inputs, run_cli, tmp_path, name, learner):
     tutor_wav = tmp_path / "tutor.wav"
     result = run_cli("talk", "--fast", "--json", "--input", inputs[name], "--output", tutor_wav)
     assert_clean_success(result)
     turns = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [wer_text(t["learner"]) for t in turns] == learner
+    assert [heard_numbers(t["learner"]) for t in turns] == learner
     audio, _ = soundfile.read(tutor_wav, dtype="float32")
     assert len(audio) > 0 and np.isfinite(audio).all()  # at least the greeting was spoken
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from audio_fixtures import SAMPLE_RATE, rms, to_16k, wer_text
+from audio_fixtures import SAMPLE_RATE, heard_numbers, rms, to_16k, wer_text
 from voice_tutor.audio.sinks import WavFileSink
 from voice_tutor.audio.sources import FileSource
 from voice_tutor.config import Config
@@ -46,13 +46,6 @@ PRAISE = ("That's right!", "Yes, well done!", "Correct, nice work!", "Exactly ri
 def arithmetic() -> LessonTutor:
     config = Config()
     return LessonTutor(load_lesson(find_lesson("arithmetic", config.dialogue.lessons_dir)))
-
-
-def heard_numbers(text: str) -> set:
-    """The numbers in a transcript ('12', 'twelve', and the '12 12' lesson hotwords cause all read {12})."""
-    from voice_tutor.dialogue.answers import numbers_in
-
-    return set(numbers_in(text))
 
 
 def parse_turns(stdout: str) -> list[dict]:
