@@ -65,13 +65,16 @@ def test_an_empty_file_is_the_defaults(tmp_path):
     ("text", "expected"),
     [
         ("[speech]\nmodel = 'x'\n", "unknown sections: speech"),
-        ("[stt]\nmodle = 'x'\n", "[stt] has unknown keys: modle"),
-        ("[turns]\nend_of_turn = 300\npause = 1\n", "[turns] has unknown keys: end_of_turn, pause"),
+        ("[stt]\nmodle = 'x'\n", "[stt].modle: unknown key"),
+        ("[turns]\nend_of_turn = 300\npause = 1\n", "[turns].end_of_turn: unknown key; [turns].pause: unknown key"),
         ("stt = 5\n", "[stt] must be a table"),
-        ("[turns]\npause_ms = 'fast'\n", "[turns].pause_ms must be int, not str"),
-        ("[stt]\nlanguage = 5\n", "[stt].language must be str, not int"),
-        ("[llm]\ntemperature = 'warm'\n", "[llm].temperature must be float, not str"),
-        ("[turns]\npause_ms = 1.5\n", "[turns].pause_ms must be int, not float"),
+        ("[turns]\npause_ms = 'fast'\n", "[turns].pause_ms: must be an integer, not str"),
+        ("[stt]\nlanguage = 5\n", "[stt].language: must be text, not int"),
+        ("[llm]\ntemperature = 'warm'\n", "[llm].temperature: must be a number, not str"),
+        ("[turns]\npause_ms = 1.5\n", "[turns].pause_ms: must be an integer, not float"),
+        ("[turns]\npause_ms = true\n", "[turns].pause_ms: must be an integer, not bool"),
+        ("[tts]\nlength_scale = 'fast'\n", "[tts].length_scale: must be a number, not str"),
+        ("[dialogue]\nlessons_dir = 5\n", "[dialogue].lessons_dir: must be a path, not int"),
         ("[stt\nmodel = 'x'\n", "not valid TOML"),
     ],
 )
@@ -88,21 +91,12 @@ def test_a_missing_file_is_refused(tmp_path):
         load_config(tmp_path / "nope.toml", environ={})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.py _section_from_table: a TOML boolean passes the isinstance(value, int) check "
-    "(bool is an int), so pause_ms = true becomes pause_ms=True and temperature = true becomes 1.0"
-))
 @pytest.mark.parametrize("text", ["[turns]\npause_ms = true\n", "[llm]\ntemperature = true\n"])
 def test_booleans_are_not_numbers(tmp_path, text):
     with pytest.raises(ConfigError):
         load_config(write(tmp_path, text), environ={})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.py _section_from_table skips type checks for fields whose default is None "
-    "(tts.length_scale, llm.base_url, llm.api_key, dialogue.store, dialogue.learner_name): "
-    "length_scale = 'fast' or base_url = 5 load, then fail later with a traceback"
-))
 @pytest.mark.parametrize(
     "text",
     ["[tts]\nlength_scale = 'fast'\n", "[llm]\nbase_url = 5\n", "[llm]\napi_key = ['a', 'b']\n",
@@ -113,10 +107,6 @@ def test_optional_fields_are_type_checked_too(tmp_path, text):
         load_config(write(tmp_path, text), environ={})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.py _section_from_table calls Path(value) on whatever the file holds, so "
-    "lessons_dir = 5 raises TypeError (a traceback), not ConfigError"
-))
 def test_a_path_field_that_is_not_text_is_refused(tmp_path):
     with pytest.raises(ConfigError):
         load_config(write(tmp_path, "[dialogue]\nlessons_dir = 5\n"), environ={})
@@ -174,5 +164,5 @@ def test_with_overrides_replaces_given_values_and_skips_none():
     assert config.llm == base.llm  # nothing given, nothing changed
     assert config.dialogue.lesson == "fractions"
     assert base.stt.model == "bundled:whisper-base"  # frozen: the original is untouched
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match=r"\[stt\]\.modle: unknown key"):
         with_overrides(base, stt={"modle": "tiny"})

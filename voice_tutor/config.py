@@ -11,8 +11,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, replace
 from pathlib import Path
+
+from pydantic import ConfigDict, StrictBool, StrictFloat, StrictInt, TypeAdapter, ValidationError, field_validator
+from pydantic.dataclasses import dataclass as _validated_dataclass
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
@@ -21,7 +24,12 @@ class ConfigError(ValueError):
     """A configuration file or value that cannot be used."""
 
 
-@dataclass(frozen=True)
+def dataclass(cls):
+    """A frozen dataclass whose fields are type-checked (pydantic), unknown ones refused."""
+    return _validated_dataclass(frozen=True, config=ConfigDict(extra="forbid"))(cls)
+
+
+@dataclass
 class SpeechToTextConfig:
     model: str = "bundled:whisper-base"
     """A faster-whisper model: ``bundled:whisper-base``, a directory, or a size name."""
@@ -29,53 +37,62 @@ class SpeechToTextConfig:
     """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
     compute_type: str = "auto"
     """``auto`` (float16 on CUDA, int8 on CPU) or any CTranslate2 compute type."""
-    cpu_threads: int = 0
+    cpu_threads: StrictInt = 0
     """0 means one per core."""
     language: str | None = "en"
     """None detects the language per utterance."""
-    padding_s: float = 3.0
+    padding_s: StrictFloat = 3.0
     """Silence appended to an utterance before encoding (see speech/stt.py)."""
-    lesson_hotwords: bool = True
+    lesson_hotwords: StrictBool = True
     """Bias recognition towards the lesson's vocabulary during a session (see benchmarks/hotwords.py)."""
 
+    @field_validator("language")
+    @classmethod
+    def _whisper_knows_it(cls, language: str | None) -> str | None:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-@dataclass(frozen=True)
+        if language is not None and language not in _LANGUAGE_CODES:
+            raise ValueError(f"unknown language code {language!r} (Whisper knows e.g. en, es, fr, de)")
+        return language
+
+
+@dataclass
 class TextToSpeechConfig:
     voice: str = "bundled:joe"
     """A piper voice: ``bundled:joe`` or a path to an ``.onnx`` voice (config beside it)."""
-    length_scale: float | None = None
+    length_scale: StrictFloat | None = None
     """Speaking rate: >1 slower, <1 faster; None keeps the voice's own."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class TurnTakingConfig:
-    speech_threshold: float = 0.5
-    silence_threshold: float = 0.35
-    min_speech_ms: int = 96
+    speech_threshold: StrictFloat = 0.5
+    silence_threshold: StrictFloat = 0.35
+    min_speech_ms: StrictInt = 96
     """Voiced audio needed before a turn (or a barge-in) starts."""
-    pause_ms: int = 160
+    pause_ms: StrictInt = 160
     """Silence after which the utterance is transcribed, in case the turn is over."""
-    end_of_turn_ms: int = 320
+    end_of_turn_ms: StrictInt = 320
     """Silence that ends a turn whose words sound finished."""
-    unfinished_end_of_turn_ms: int = 1200
+    unfinished_end_of_turn_ms: StrictInt = 1200
     """Silence that ends a turn whose words trail off ('and', 'the', 'um')."""
-    partial_interval_ms: int = 700
-    pre_roll_ms: int = 200
-    max_utterance_s: float = 25.0
+    partial_interval_ms: StrictInt = 700
+    pre_roll_ms: StrictInt = 200
+    max_utterance_s: StrictFloat = 25.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class LLMConfig:
     base_url: str | None = None
     """An OpenAI-compatible endpoint; None runs the offline tutor."""
     model: str = "gpt-4o-mini"
     api_key: str | None = None
-    timeout_s: float = 20.0
-    temperature: float = 0.4
-    max_tokens: int = 300
+    timeout_s: StrictFloat = 20.0
+    temperature: StrictFloat = 0.4
+    max_tokens: StrictInt = 300
 
 
-@dataclass(frozen=True)
+@dataclass
 class DialogueConfig:
     lesson: str = "arithmetic"
     """A lesson id from the lessons directory, or a path to a lesson file."""
@@ -86,7 +103,7 @@ class DialogueConfig:
     """The learner database (SQLite); None is ``$XDG_DATA_HOME/voice-tutor/tutor.db``."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Config:
     stt: SpeechToTextConfig = field(default_factory=SpeechToTextConfig)
     tts: TextToSpeechConfig = field(default_factory=TextToSpeechConfig)
@@ -99,28 +116,30 @@ _SECTIONS = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[
 
 
 def _section_from_table(name: str, table: object, source: str):
-    cls = _SECTIONS[name]
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [{name}] must be a table")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise ConfigError(f"{source}: [{name}] has unknown keys: {', '.join(unknown)}")
-    values = {}
-    for key, value in table.items():
-        default = getattr(cls(), key)
-        if isinstance(default, Path):
-            value = Path(value)
-        elif default is not None and not isinstance(value, type(default)):
-            if isinstance(default, float) and isinstance(value, int):
-                value = float(value)
-            else:
-                raise ConfigError(
-                    f"{source}: [{name}].{key} must be {type(default).__name__}, "
-                    f"not {type(value).__name__}"
-                )
-        values[key] = value
-    return cls(**values)
+    try:
+        return TypeAdapter(_SECTIONS[name]).validate_python(table)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"[{name}].{'.'.join(str(part) for part in item['loc'])}: {_problem(item)}" for item in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+_EXPECTED = {"int": "an integer", "float": "a number", "string": "text", "bool": "true or false", "path": "a path"}
+
+
+def _problem(item: dict) -> str:
+    """A pydantic error said the way a person editing a TOML file needs it."""
+    if item["type"] == "unexpected_keyword_argument":
+        return "unknown key"
+    if item["type"] == "value_error":
+        return str(item["ctx"]["error"])
+    kind = item["type"].split("_")[0]
+    if kind in _EXPECTED:
+        return f"must be {_EXPECTED[kind]}, not {type(item['input']).__name__}"
+    return item["msg"]
 
 
 def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
@@ -154,5 +173,6 @@ def with_overrides(config: Config, **sections: dict) -> Config:
     for name, values in sections.items():
         values = {k: v for k, v in values.items() if v is not None}
         if values:
-            changed[name] = dataclasses.replace(getattr(config, name), **values)
+            current = dataclasses.asdict(getattr(config, name))
+            changed[name] = _section_from_table(name, {**current, **values}, "command line")
     return replace(config, **changed)
