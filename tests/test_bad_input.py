@@ -194,10 +194,6 @@ def test_transcribe_cli_survives_clipped_noise(transcribed):
     assert len(record["text"].split()) <= 12  # at worst a short phrase (see the xfail below)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "speech/stt.py SpeechRecognizer.transcribe: audio of 28 s or less goes to transcribe_turn with no "
-    "voice activity check, and Whisper hallucinates words in pure noise (no_speech_prob ~0.65 passes)"
-))
 def test_clipped_noise_is_transcribed_as_nothing(inputs, recognizer, tmp_path):
     heard = {}
     for seed in range(6):
@@ -281,10 +277,6 @@ def test_missing_stt_model_is_one_clear_error(inputs, run_cli):
     assert_one_error_line(result, "/nonexistent")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "speech/stt.py resolve_model passes a path that does not exist on to WhisperModel, so the error is "
-    "Hugging Face's 'Repo id must use alphanumeric chars...' instead of saying the directory is missing"
-))
 def test_missing_stt_model_error_says_it_is_missing(inputs, run_cli):
     result = run_cli("transcribe", "--stt-model", "/nonexistent", inputs["silence"])
     line = assert_one_error_line(result, "/nonexistent")

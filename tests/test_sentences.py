@@ -131,10 +131,6 @@ def test_no_text_is_lost_or_invented(words, chunk_size):
     assert " ".join(out).split() == text.split()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "speech/sentences.py: _SENTENCE_END consumes closing quotes/brackets after the full stop "
-    "([\"')\\]]* inside the match) but the piece ends at match.start(), so they are dropped"
-))
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -110,10 +110,6 @@ def test_fast_path_is_no_slower_than_the_standard_path(recognizer, piper_sentenc
     assert turn.elapsed_ms < standard_ms * 1.5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "speech/stt.py transcribe_turn: when Whisper does not close the first timestamped segment it "
-    "repeats the sentence until max_length, and _text_within only drops repeats of whole segments"
-))
 def test_fast_path_does_not_repeat_what_it_heard(recognizer, espeak_say):
     # A tightly cut utterance (no silence around it), as `voice-tutor transcribe` gets from a file.
     speech = espeak_say("I think it is twelve.", speed=190)
@@ -209,11 +205,6 @@ def test_single_number_answers_are_heard(recognizer, say):
     assert misheard == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "speech/stt.py transcribe_turn with hotwords (on by default, stt.lesson_hotwords=True): the vocabulary "
-    "prompt makes Whisper say short answers twice; _Decoded.suspicious only catches a literal repeat of the "
-    "same words, so 'six 6' (the word, then the digit) gets through"
-))
 def test_lesson_hotwords_do_not_double_single_number_answers(recognizer, say):
     hotwords = lesson_hotwords()
     misheard = {

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])([\"')\]]*)\s+|\n+")
+"""The end of a sentence: its final punctuation and closing quotes (kept), then space."""
 _CLAUSE_END = re.compile(r"(?<=[,;:—])\s+")
 _ABBREVIATIONS = {"e.g.", "i.e.", "mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "etc.", "approx."}
 
@@ -27,7 +28,7 @@ class SentenceChunker:
         pieces: list[str] = []
         start = 0
         for match in _SENTENCE_END.finditer(self._buffer):
-            candidate = self._buffer[start : match.start()].strip()
+            candidate = self._buffer[start : match.end(1) if match.group(1) is not None else match.start()].strip()
             last_word = candidate.rsplit(" ", 1)[-1].lower()
             if not candidate or last_word in _ABBREVIATIONS:
                 continue

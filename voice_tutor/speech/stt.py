@@ -19,6 +19,8 @@ import time
 import zlib
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import numpy as np
 
 from voice_tutor.config import SpeechToTextConfig
@@ -49,6 +51,43 @@ _REPEATED_WORD = re.compile(r"\b(\w+)(?:\W+\1\b){3,}")
 _REPEATED_PHRASE = re.compile(r"\b(\w[\w']* [\w' ]{1,40}?)(?:\W+\1\b){2,}")
 
 
+_CONSECUTIVE_REPEAT = re.compile(r"\b(\w[\w']*(?: [\w']+){0,6}?)(?:[\s.,!?]+\1\b)+[.,!?]?", re.IGNORECASE)
+
+
+def collapse_repeats(text: str, language: str = "en") -> str:
+    """Say each phrase once: greedy decoding loops ("ten ten", "six 6", "chlorophyll chlorophyll chloroph").
+
+    A lesson's vocabulary prompt makes Whisper repeat short answers; the words
+    before the loop are the ones spoken.  A cut-off copy at the end is dropped.
+    """
+    collapsed = _CONSECUTIVE_REPEAT.sub(lambda m: m.group(0)[: len(m.group(1))] + _end_mark(m.group(0)), text)
+    words: list[str] = []
+    for word in collapsed.split():
+        if words and _as_number(words[-1], language) is not None and (
+            _as_number(words[-1], language) == _as_number(word, language)
+        ):
+            continue  # the same number said as a word and as digits
+        words.append(word)
+    if len(words) >= 2 and len(words[-1]) < len(words[-2]) and words[-2].lower().startswith(words[-1].lower()):
+        words.pop()
+    return " ".join(words).strip()
+
+
+def _as_number(word: str, language: str) -> str | None:
+    from text_to_num import alpha2digit
+
+    bare = word.strip(".,!?").lower()
+    try:
+        digits = alpha2digit(bare, language, threshold=0)
+    except (ValueError, KeyError):
+        return None
+    return digits if digits.isdigit() else None
+
+
+def _end_mark(repeated: str) -> str:
+    return repeated[-1] if repeated[-1] in ".,!?" else ""
+
+
 def _looks_like_a_loop(text: str) -> bool:
     """A word said four times running, a phrase three times, or text that compresses like a loop."""
     encoded = text.lower().encode("utf-8")
@@ -71,11 +110,19 @@ def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
 
 
 def resolve_model(name: str) -> str:
+    """A model directory: the bundled one, a path, or a faster-whisper size already in its cache."""
     if name == "bundled:whisper-base":
         return str(whisper_base_dir())
     if name.startswith("bundled:"):
         raise ModelNotFound(f"unknown bundled speech model {name!r} (known: bundled:whisper-base)")
-    return name
+    from faster_whisper.utils import available_models
+
+    if name in available_models():
+        return name  # loaded from the local cache only: nothing is downloaded at run time
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ModelNotFound(f"speech model directory not found: {name}")
+    return str(path)
 
 
 class SpeechRecognizer:
@@ -127,7 +174,15 @@ class SpeechRecognizer:
         self.transcribe_turn(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
 
     def transcribe(self, audio: np.ndarray, hotwords: str | None = None, language: str | None = None) -> Transcript:
-        """Transcribe audio of any length (16 kHz mono float32)."""
+        """Transcribe audio of any length (16 kHz mono float32).
+
+        Audio with no voice in it (silence, noise) is not given to Whisper,
+        which would otherwise invent words.
+        """
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        if not get_speech_timestamps(audio, VadOptions()):
+            return Transcript("", language or self.config.language or "en", len(audio) / SAMPLE_RATE, 0.0, 1.0)
         if len(audio) / SAMPLE_RATE <= _LONG_AUDIO_S:
             return self.transcribe_turn(audio, hotwords=hotwords, language=language)
         started = time.perf_counter()
@@ -174,30 +229,15 @@ class SpeechRecognizer:
             else:
                 language = "en"
         tokenizer = self._tokenizer(language)
-        prompt = []
-        if hotwords:
-            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + hotwords.strip())[: self._whisper.max_length // 2 - 1]]
-        prompt += list(tokenizer.sot_sequence)
-        budget = int(duration * 10) + 12
-        result = model.generate(
-            encoded,
-            [prompt],
-            beam_size=1,
-            max_length=min(len(prompt) + budget, self._whisper.max_length),
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=[-1],
-            max_initial_timestamp_index=50,
-        )[0]
-        tokens = result.sequences_ids[0]
-        text = self._text_within(tokens, tokenizer, duration)
+        result, raw_text = self._decode(encoded, tokenizer, duration, hotwords)
+        text = collapse_repeats(raw_text, language)
         if _looks_like_a_loop(text):
             # A decoding loop ("12 12 12 …"): Whisper's own remedy is to decode again
             # more carefully, which its standard path does with temperature fallback.
             log.info("trimmed-window decode looped (%r); using the standard path", text[:60])
             segments, _info = self._whisper.transcribe(audio, language=language, hotwords=hotwords)
             text = " ".join(segment.text.strip() for segment in segments).strip()
+        tokens = result.sequences_ids[0]
         average_logprob = result.scores[0] / max(1, len(tokens))
         # Whisper's own rule, plus a stricter one for the 'you' it hears in pure silence.
         if result.no_speech_prob > 0.85 or (result.no_speech_prob > 0.6 and average_logprob < -0.8):
@@ -210,29 +250,47 @@ class SpeechRecognizer:
             no_speech_prob=result.no_speech_prob,
         )
 
-    @staticmethod
-    def _text_within(tokens: list[int], tokenizer, duration: float) -> str:
-        """Keep the text of segments that start inside the audio; drop repeats past its end."""
-        segment_start = 0.0
-        kept: list[int] = []
-        current: list[int] = []
-        pieces: list[str] = []
+    def _decode(self, encoded, tokenizer, duration: float, hotwords: str | None) -> tuple[object, str]:
+        """Greedy timestamp-mode decoding, bounded by the audio's length."""
+        prompt = []
+        if hotwords:
+            limit = self._whisper.max_length // 2 - 1
+            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + hotwords.strip())[:limit]]
+        prompt += list(tokenizer.sot_sequence)
+        budget = int(duration * 10) + 12
+        result = self._whisper.model.generate(
+            encoded,
+            [prompt],
+            beam_size=1,
+            max_length=min(len(prompt) + budget, self._whisper.max_length),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            max_initial_timestamp_index=50,
+        )[0]
+        return result, _text_within(result.sequences_ids[0], tokenizer, duration)
 
-        def close():
-            if current and segment_start < duration - 0.1:
-                piece = tokenizer.decode(current).strip()
-                if piece and (not pieces or piece != pieces[-1]):
-                    pieces.append(piece)
-                    kept.extend(current)
-            current.clear()
 
-        for token in tokens:
-            if token >= tokenizer.timestamp_begin:
-                stamp = (token - tokenizer.timestamp_begin) * _SECONDS_PER_TIMESTAMP
-                if current:
-                    close()
-                segment_start = stamp
-            elif token < tokenizer.eot:
-                current.append(token)
-        close()
-        return " ".join(pieces).strip()
+def _text_within(tokens: list[int], tokenizer, duration: float) -> str:
+    """The text of segments that start inside the audio (repeats past its end dropped)."""
+    segment_start = 0.0
+    current: list[int] = []
+    pieces: list[str] = []
+
+    def close():
+        if current and segment_start < duration - 0.1:
+            piece = tokenizer.decode(current).strip()
+            if piece and (not pieces or piece != pieces[-1]):
+                pieces.append(piece)
+        current.clear()
+
+    for token in tokens:
+        if token >= tokenizer.timestamp_begin:
+            if current:
+                close()
+            segment_start = (token - tokenizer.timestamp_begin) * _SECONDS_PER_TIMESTAMP
+        elif token < tokenizer.eot:
+            current.append(token)
+    close()
+    return " ".join(pieces).strip()
