@@ -84,7 +84,9 @@ class LearnerMemory:
                 self.returning = True
             entry = self._store.get_review(name, key)
             if entry is not None:
-                self._cards[skill.id] = review.card_from_json(entry.card)
+                card = review.card_from_json(entry.card)
+                card.due = review.as_utc(entry.due)  # the store's due column is the one truth
+                self._cards[skill.id] = card
             fitted = fit_params(self._store.assessment_sequences(key))
             if fitted is not None:
                 self._params[skill.id] = fitted
@@ -132,8 +134,7 @@ class LearnerMemory:
         return MasteryChange(skill_id, correct, before, after, is_mastered(after), card.due if card else None)
 
     def _persist(self, question, skill_id, correct, p_known, card, now) -> None:
-        key, name = self._key(skill_id), self.learner.name
-        self._store.record_assessment(name, key, question.id, correct, at=now)
-        self._store.set_mastery(name, key, p_known, at=now)
-        if card is not None:
-            self._store.set_review(name, key, review.card_to_json(card), card.due)
+        review_entry = (review.card_to_json(card), card.due) if card is not None else None
+        self._store.record_answer(
+            self.learner.name, self._key(skill_id), question.id, correct, p_known, review_entry, at=now
+        )

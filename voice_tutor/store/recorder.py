@@ -1,7 +1,7 @@
 """Writes a session's conversation to the store as it happens.
 
-A learner's words are stored as soon as their turn ends, the tutor's reply
-(with what was heard when cut) as soon as it stops playing, one write at a
+A learner's words are stored as soon as their turn ends, the tutor's opening
+and replies (with what was heard when cut) as soon as they stop playing, one write at a
 time in order, off the event loop.  A crash loses at most the turn in flight.
 """
 
@@ -11,7 +11,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from voice_tutor.events import Event, FinalTranscript, TurnCompleted
+from voice_tutor.events import Event, FinalTranscript, TurnCompleted, TutorSpeechEnded
 from voice_tutor.store import Store
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,11 @@ class TurnRecorder:
             match event:
                 case FinalTranscript():
                     await asyncio.to_thread(self._store.add_turn, self.session_id, "learner", event.text, ended_at=now)
+                case TutorSpeechEnded(turn_id=0):  # the opening: greeting, reviews due, first question
+                    await asyncio.to_thread(
+                        self._store.add_turn, self.session_id, "tutor", event.text,
+                        heard=event.heard, cut=event.cut, ended_at=now,
+                    )
                 case TurnCompleted():
                     await asyncio.to_thread(
                         self._store.add_turn, self.session_id, "tutor", event.tutor,

@@ -296,6 +296,44 @@ class Store:
             )
             return cursor.lastrowid
 
+    def record_answer(
+        self,
+        learner: str,
+        skill_id: str,
+        question_id: str,
+        correct: bool,
+        p_known: float,
+        review: tuple[str, datetime] | None = None,
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        """One assessed answer and what it changed (mastery, review card), in one transaction.
+
+        Written together so a crash can never leave a skill mastered without
+        its review card, which would drop it out of spaced review for good.
+        """
+        if not 0.0 <= p_known <= 1.0:
+            raise ValueError(f"p_known must be in [0, 1], not {p_known}")
+        with self._transaction(write=True) as db:
+            learner_id = _learner_id(db, learner)
+            db.execute(
+                "INSERT INTO assessments (learner_id, skill_id, question_id, correct, at) VALUES (?, ?, ?, ?, ?)",
+                (learner_id, skill_id, question_id, int(bool(correct)), _iso(at)),
+            )
+            db.execute(
+                "INSERT INTO mastery (learner_id, skill_id, p_known, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (learner_id, skill_id)"
+                " DO UPDATE SET p_known = excluded.p_known, updated_at = excluded.updated_at",
+                (learner_id, skill_id, float(p_known), _iso(at)),
+            )
+            if review is not None:
+                card, due = review
+                db.execute(
+                    "INSERT INTO reviews (learner_id, skill_id, card, due) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (learner_id, skill_id) DO UPDATE SET card = excluded.card, due = excluded.due",
+                    (learner_id, skill_id, card, _iso(due)),
+                )
+
     def assessment_sequences(self, skill_id: str) -> dict[str, list[bool]]:
         """Every learner's answers on ``skill_id``, oldest first: the input of ``fit_params``."""
         with self._transaction() as db:
