@@ -407,10 +407,6 @@ async def test_a_broken_backend_apologises_instead_of_falling_silent(speech_mode
     assert "Could you say that again?" in ended.text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "responder.py _reply: the apology's complete first sentence is returned by chunker.push(apology) "
-    "and discarded, so only 'Could you say that again?' is spoken"
-))
 async def test_the_whole_apology_is_spoken(speech_models, recording, tmp_path):
     learner, _ = recording([(0.5, np.zeros(SAMPLE_RATE, np.float32))])
     _, _, events = await run_session(speech_models, learner, tmp_path / "tutor.wav", realtime=False,
@@ -470,10 +466,6 @@ def test_llm_requests_carry_the_lesson_grounding_and_history(llm_talk):
     assert heard_numbers(second["messages"][-1]["content"]) == {12}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "session.py _end_turn records an Exchange only for turns with timing, and the greeting (turn 0) has "
-    "none: the LLM is never shown the opening it said (nor that it was cut)"
-))
 def test_llm_history_includes_the_opening_the_learner_heard(llm_talk):
     _, server = llm_talk
     _opening, first, _second = server.completion_bodies()
@@ -519,10 +511,6 @@ async def test_offline_tutor_answers_when_the_llm_dies_mid_lesson(tmp_path):
     assert reply and not reply.startswith("Tutor heard:")  # the learner was not left in silence
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dialogue/lesson_tutor.py picks its first question only in opening(); as FallbackTutor's offline "
-    "tutor after the LLM gave the greeting, it answers 'We have finished this lesson.' to the first turn"
-))
 async def test_offline_fallback_after_an_llm_greeting_teaches_the_lesson(tmp_path):
     _, reply, _ = await greet_with_llm_then_lose_it(tmp_path)
     assert not reply.startswith("We have finished this lesson."), reply

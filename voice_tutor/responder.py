@@ -76,11 +76,12 @@ class Responder:
             log.exception("dialogue failed")
             self._publish(SessionNotice(session_id=self.session_id, level="error",
                                         message=f"the tutor could not answer: {error}"))
-            chunker.flush()
+            chunker.flush()  # half a sentence from a broken backend is not worth saying
             apology = " Sorry, I lost my train of thought. Could you say that again?"
             parts.append(apology)
             self._publish(TutorText(session_id=self.session_id, turn_id=turn_id, text=apology))
-            chunker.push(apology)
+            for sentence in chunker.push(apology):
+                await self._speak(turn_id, sentence)
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         for sentence in chunker.flush():

@@ -118,6 +118,7 @@ class Session:
         )
         self._active_turn: int | None = None
         self._timings: dict[int, _TurnTiming] = {}
+        self._opening: list[str] = []
         if hasattr(source, "gate"):
             source.gate = self.idle
 
@@ -152,6 +153,8 @@ class Session:
                 self._timings[event.utterance_id] = _TurnTiming(event.text, event.last_voiced_at, event.t)
                 self._begin_turn(event.utterance_id)
                 self._responder.answer(event.utterance_id, event.text)
+            case TutorText(turn_id=0):
+                self._opening.append(event.text)
             case TutorText() if timing := self._timings.get(event.turn_id):
                 timing.reply.append(event.text)
                 if timing.first_text_at is None:
@@ -163,6 +166,8 @@ class Session:
 
     def _end_turn(self, ended: TutorSpeechEnded) -> None:
         timing = self._timings.pop(ended.turn_id, None)
+        if ended.turn_id == 0:  # the opening: no learner words, but the tutor must know what was heard
+            self.context.record(Exchange("", "".join(self._opening).strip(), ended.heard, ended.cut))
         if timing is not None:
             reply = "".join(timing.reply).strip()
             self.context.record(Exchange(timing.learner, reply, ended.heard, ended.cut))

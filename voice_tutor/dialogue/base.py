@@ -23,7 +23,10 @@ class DialogueUnavailable(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """One learner turn and the tutor's answer to it, as the learner heard it."""
+    """One learner turn and the tutor's answer to it, as the learner heard it.
+
+    The opening has no learner words (``learner == ""``).
+    """
 
     learner: str
     tutor: str

@@ -94,6 +94,9 @@ class LessonTutor:
 
     async def _reply(self, text: str, context: DialogueContext) -> str:
         attempt = self._attempt
+        if attempt is None and not self.finished:
+            # Someone else greeted (an LLM that has since failed): start the lesson now.
+            return _join("Let's begin.", self._ask_next(context.learner_name))
         if attempt is None:
             return _join("We have finished this lesson.", self.lesson.wrap_up)
         question = attempt.question

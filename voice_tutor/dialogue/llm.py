@@ -189,7 +189,8 @@ class ChatTutor:
         recent = list(context.history)[-self.history_turns :] if self.history_turns > 0 else []
         for exchange in recent:
             heard = f"{exchange.heard} {INTERRUPTED_MARK}".strip() if exchange.cut else exchange.heard
-            messages.append({"role": "user", "content": exchange.learner})
+            learner = exchange.learner or OPENING_REQUEST.format(name=context.learner_name)
+            messages.append({"role": "user", "content": learner})
             messages.append({"role": "assistant", "content": heard})
         messages.append({"role": "user", "content": user_text})
         return messages
