@@ -1,0 +1,763 @@
+// The kiosk / WebXR page of `voice-tutor serve`.
+//
+// One websocket to the XR bridge (protocol: xr_bridge/PROTOCOL.md): it joins the
+// room named in the page's token, streams the microphone as 16-bit PCM frames
+// (push-to-talk or hands-free), plays the tutor's voice as it streams, shows live
+// captions and the session's state, and hands scene and simulation messages to
+// the 3D view (scene.js, three.js from npm).  Nothing is fetched from elsewhere.
+//
+// URL: /?room=ROOM&role=learner|teacher|observer&name=NAME&token=TOKEN[&handsfree=1]
+// (room, role and name default to the token's claims).
+
+const PROTOCOL_VERSION = 1;
+const AUDIO_HEADER = 12;
+const AUDIO_KIND = { learner: 1, tutor: 2 };
+const FRAME_S = 0.04; // microphone frames of 40 ms (the protocol asks for 20-100 ms)
+const PLAYBACK_LEAD_S = 0.12; // tutor audio is scheduled this far ahead after a gap (absorbs jitter)
+const MAX_CAPTION_LINES = 60;
+const NO_RETRY = new Set([4001, 4002, 4004]);
+
+const $ = (id) => document.getElementById(id);
+
+// --- what the page knows (also read by tests and by anyone debugging at the console) -----------
+
+const page = (window.tutorPage = {
+  state: "idle",
+  joined: null,
+  members: new Map(),
+  lastSeq: null,
+  received: {},
+  errors: [],
+  audio: { chunks: 0, samples: 0, scheduled: 0, played: 0, playedSeconds: 0 },
+  mic: { frames: 0, bytes: 0, rate: 0, level: 0, peak: 0 },
+  scene: { ready: false, error: null },
+});
+
+function claimsOf(token) {
+  try {
+    const part = token.split(".")[0].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(part), (c) => c.charCodeAt(0))));
+  } catch {
+    return {};
+  }
+}
+
+const query = new URLSearchParams(location.search);
+const token = query.get("token") || "";
+const claims = claimsOf(token);
+const me = {
+  room: query.get("room") || claims.room || "",
+  role: query.get("role") || claims.role || "learner",
+  name: query.get("name") || claims.name || "",
+};
+
+// --- audio frames (see "Audio frames" in PROTOCOL.md) ---------------------------------------------
+
+function encodeAudio(samples, sampleRate, seq) {
+  const buffer = new ArrayBuffer(AUDIO_HEADER + samples.byteLength);
+  const view = new DataView(buffer);
+  view.setUint8(0, 0x58); // "X"
+  view.setUint8(1, 0x41); // "A"
+  view.setUint8(2, 1); // audio format version
+  view.setUint8(3, AUDIO_KIND.learner);
+  view.setUint32(4, sampleRate, true);
+  view.setUint32(8, seq >>> 0, true);
+  new Int16Array(buffer, AUDIO_HEADER).set(samples);
+  return buffer;
+}
+
+function decodeAudio(buffer) {
+  if (buffer.byteLength <= AUDIO_HEADER) return null;
+  const view = new DataView(buffer);
+  if (view.getUint8(0) !== 0x58 || view.getUint8(1) !== 0x41 || view.getUint8(2) !== 1) return null;
+  return {
+    kind: view.getUint8(3),
+    sampleRate: view.getUint32(4, true),
+    seq: view.getUint32(8, true),
+    samples: new Int16Array(buffer.slice(AUDIO_HEADER)),
+  };
+}
+
+// --- the tutor's voice: each chunk scheduled right after the previous one -------------------------
+
+class TutorVoice {
+  constructor() {
+    this.context = null;
+    this.next = 0;
+    this.sources = new Set();
+    this.muted = false; // after a barge-in, until the next reply starts: late chunks of the cut one are dropped
+    this.onIdle = () => {};
+  }
+
+  async unlock() {
+    this.context ??= new AudioContext({ latencyHint: "interactive" });
+    await this.context.resume();
+  }
+
+  play({ samples, sampleRate }) {
+    page.audio.chunks += 1;
+    page.audio.samples += samples.length;
+    const context = this.context;
+    if (!context || this.muted) return;
+    const buffer = context.createBuffer(1, samples.length, sampleRate);
+    const channel = buffer.getChannelData(0);
+    for (let i = 0; i < samples.length; i++) channel[i] = samples[i] / 32768;
+    const source = context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(context.destination);
+    const now = context.currentTime;
+    if (this.next < now + 0.01) this.next = now + PLAYBACK_LEAD_S;
+    source.start(this.next);
+    this.next += buffer.duration;
+    page.audio.scheduled += 1;
+    this.sources.add(source);
+    source.onended = () => {
+      this.sources.delete(source);
+      page.audio.played += 1;
+      page.audio.playedSeconds += buffer.duration;
+      if (!this.sources.size) this.onIdle();
+    };
+  }
+
+  /** Barge-in: silence what is queued at once. */
+  stop({ mute = false } = {}) {
+    this.muted ||= mute;
+    for (const source of this.sources) {
+      source.onended = null;
+      try {
+        source.stop();
+      } catch {
+        /* not started yet */
+      }
+    }
+    this.sources.clear();
+    this.next = 0;
+  }
+
+  get playing() {
+    return this.sources.size > 0;
+  }
+}
+
+// --- the microphone: an AudioWorklet at 16 kHz, 16-bit frames -------------------------------------
+
+class Microphone {
+  constructor(onFrame, onLevel) {
+    this.onFrame = onFrame;
+    this.onLevel = onLevel;
+    this.node = null;
+    this.rate = 0;
+    this.acks = new Map();
+    this.nextAck = 1;
+  }
+
+  async start() {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+    // 16 kHz is what the recogniser takes; the browser resamples.  Where a context at another
+    // rate than the device cannot take a microphone (Firefox), send at the device's rate instead.
+    let context = new AudioContext({ sampleRate: 16000, latencyHint: "interactive" });
+    let input;
+    try {
+      input = context.createMediaStreamSource(stream);
+    } catch {
+      await context.close();
+      context = new AudioContext({ latencyHint: "interactive" });
+      input = context.createMediaStreamSource(stream);
+    }
+    await context.audioWorklet.addModule("mic-worklet.js");
+    this.rate = context.sampleRate;
+    page.mic.rate = this.rate;
+    this.node = new AudioWorkletNode(context, "mic-capture", {
+      numberOfInputs: 1,
+      numberOfOutputs: 1,
+      channelCount: 1,
+      channelCountMode: "explicit",
+      processorOptions: { frameSamples: Math.round(this.rate * FRAME_S) },
+    });
+    this.node.port.onmessage = ({ data }) => {
+      if (data.pcm) {
+        this.onFrame(new Int16Array(data.pcm), this.rate);
+        this.onLevel(data.level);
+      }
+      if (data.ack) this.acks.get(data.ack)?.();
+    };
+    const mute = context.createGain(); // keeps the worklet pulled without playing the microphone back
+    mute.gain.value = 0;
+    input.connect(this.node).connect(mute).connect(context.destination);
+    await context.resume();
+    this.context = context;
+  }
+
+  get ready() {
+    return this.node !== null;
+  }
+
+  /** Start or stop sending; stopping resolves once the last partial frame has been handed over. */
+  capture(on) {
+    if (!this.node) return Promise.resolve();
+    const ack = this.nextAck++;
+    return new Promise((resolve) => {
+      const done = () => {
+        this.acks.delete(ack);
+        resolve();
+      };
+      this.acks.set(ack, done);
+      setTimeout(done, 250);
+      this.node.port.postMessage({ capture: on, ack });
+    });
+  }
+}
+
+// --- the connection ------------------------------------------------------------------------------
+
+class Bridge {
+  constructor(handlers) {
+    this.handlers = handlers;
+    this.ws = null;
+    this.joined = false;
+    this.resumeId = null;
+    this.retry = 0;
+    this.audioSeq = 0;
+  }
+
+  connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    this.joined = false;
+    this.handlers.status("Connecting…");
+    ws.onopen = () => this.sendJson({ type: "hello", versions: [PROTOCOL_VERSION], client: "voice-tutor-page/1" });
+    ws.onmessage = (event) => {
+      if (typeof event.data === "string") this.onText(JSON.parse(event.data));
+      else {
+        const chunk = decodeAudio(event.data);
+        if (chunk && chunk.kind === AUDIO_KIND.tutor) this.handlers.audio(chunk);
+      }
+    };
+    ws.onclose = (event) => {
+      this.joined = false;
+      if (NO_RETRY.has(event.code)) {
+        this.handlers.status(`Disconnected: ${event.reason || event.code}`);
+        return;
+      }
+      const delay = Math.min(10, 0.5 * 2 ** this.retry++);
+      this.handlers.status(`Connection lost; reconnecting in ${delay.toFixed(1)} s…`);
+      setTimeout(() => this.connect(), delay * 1000);
+    };
+  }
+
+  onText(message) {
+    if (message.type === "welcome") {
+      const join = { type: "join", token, role: me.role, name: me.name };
+      if (this.resumeId) Object.assign(join, { resume: this.resumeId, last_seq: page.lastSeq ?? 0 });
+      this.sendJson(join);
+      return;
+    }
+    if (message.type === "joined") {
+      this.joined = true;
+      this.retry = 0;
+      this.resumeId = message.resume_id;
+    }
+    if (typeof message.seq === "number" && message.type !== "room_state") page.lastSeq = message.seq;
+    if (message.type === "room_state") page.lastSeq = message.seq;
+    this.handlers.message(message);
+  }
+
+  sendJson(message) {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  send(message) {
+    if (this.joined) this.sendJson(message);
+  }
+
+  sendAudio(samples, rate) {
+    if (!this.joined || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(encodeAudio(samples, rate, this.audioSeq++));
+    return true;
+  }
+}
+
+// --- captions -------------------------------------------------------------------------------------
+
+class Captions {
+  constructor(element) {
+    this.element = element;
+    this.partials = new Map(); // utterance id -> line
+    this.tutorLines = new Map(); // turn id -> line
+  }
+
+  line(kind, who, text) {
+    const line = document.createElement("p");
+    line.className = `line ${kind}`;
+    const whoEl = document.createElement("span");
+    whoEl.className = "who";
+    whoEl.textContent = who;
+    const textEl = document.createElement("span");
+    textEl.className = "text";
+    textEl.textContent = text;
+    line.append(whoEl, textEl);
+    this.element.append(line);
+    while (this.element.childElementCount > MAX_CAPTION_LINES) this.element.firstElementChild.remove();
+    this.element.scrollTop = this.element.scrollHeight;
+    return line;
+  }
+
+  partial(utteranceId, who, text) {
+    let line = this.partials.get(utteranceId);
+    if (!line) {
+      line = this.line("learner partial", who, text);
+      this.partials.set(utteranceId, line);
+    }
+    line.querySelector(".text").textContent = text;
+    this.element.scrollTop = this.element.scrollHeight;
+  }
+
+  final(utteranceId, who, text) {
+    const line = this.partials.get(utteranceId);
+    this.partials.delete(utteranceId);
+    if (line) {
+      line.className = "line learner final";
+      line.querySelector(".who").textContent = who;
+      line.querySelector(".text").textContent = text;
+      return line;
+    }
+    return this.line("learner final", who, text);
+  }
+
+  tutor(turnId, piece) {
+    let line = this.tutorLines.get(turnId);
+    if (!line) {
+      line = this.line("tutor", "Tutor", "");
+      line.dataset.turn = turnId;
+      this.tutorLines.set(turnId, line);
+      while (this.tutorLines.size > MAX_CAPTION_LINES) this.tutorLines.delete(this.tutorLines.keys().next().value);
+    }
+    const text = line.querySelector(".text");
+    text.textContent = (text.textContent + piece).replace(/^\s+/, "");
+    this.element.scrollTop = this.element.scrollHeight;
+  }
+
+  tutorEnded(turnId, heard, cut) {
+    const line = this.tutorLines.get(turnId);
+    if (line && cut) {
+      line.classList.add("cut");
+      line.querySelector(".text").textContent = heard;
+    } else if (!line && heard) this.line(`tutor${cut ? " cut" : ""}`, "Tutor", heard);
+  }
+
+  clear() {
+    this.element.replaceChildren();
+    this.partials.clear();
+    this.tutorLines.clear();
+  }
+
+  get lastText() {
+    const last = this.element.lastElementChild;
+    return last ? last.querySelector(".text").textContent : "";
+  }
+}
+
+// --- labels drawn over the 3D view (or listed, without one) --------------------------------------
+
+class LabelLayer {
+  constructor(element) {
+    this.element = element;
+    this.items = new Map();
+    this.timers = new Map();
+  }
+
+  show(id, text, durationS) {
+    clearTimeout(this.timers.get(id));
+    if (!text) return this.remove(id);
+    let el = this.items.get(id);
+    if (!el) {
+      el = document.createElement("div");
+      el.className = "scene-label";
+      el.dataset.labelId = id;
+      el.setAttribute("role", "note");
+      this.element.append(el);
+      this.items.set(id, el);
+    }
+    el.textContent = text;
+    if (durationS) this.timers.set(id, setTimeout(() => this.remove(id), durationS * 1000));
+  }
+
+  remove(id) {
+    this.items.get(id)?.remove();
+    this.items.delete(id);
+    clearTimeout(this.timers.get(id));
+    this.timers.delete(id);
+  }
+
+  clear() {
+    for (const id of [...this.items.keys()]) this.remove(id);
+  }
+
+  place(id, x, y, visible) {
+    const el = this.items.get(id);
+    if (!el) return;
+    el.style.left = `${x}px`;
+    el.style.top = `${y}px`;
+    el.hidden = !visible;
+  }
+
+  set static(on) {
+    this.element.classList.toggle("static", on);
+  }
+}
+
+/** The scene without WebGL (or before three.js loads): labels as a list, the scene's name. */
+class TextScene {
+  constructor(labels, status) {
+    this.labels = labels;
+    this.status = status;
+    this.log = []; // replayed into the 3D view when it arrives
+    this.sims = new Map();
+    labels.static = true;
+  }
+  apply(message) {
+    if (message.type === "load_scene") this.log = [];
+    this.log.push(message);
+    if (message.type === "load_scene") {
+      this.labels.clear();
+      this.status.textContent = `Scene: ${message.scene}`;
+    } else if (message.type === "show_label") this.labels.show(message.label_id, message.text, message.duration_s);
+  }
+  simulation(message) {
+    if (message.type === "stop_simulation") this.sims.delete(message.sim_id);
+    else if (message.type === "sim_state") this.sims.set(message.sim_id, message);
+  }
+  reset() {
+    this.labels.clear();
+    this.log = [];
+    this.sims.clear();
+  }
+  setCaption() {}
+  replayInto(other) {
+    this.labels.clear();
+    for (const command of this.log) other.apply(command);
+    for (const state of this.sims.values()) other.simulation(state);
+  }
+}
+
+// --- the page --------------------------------------------------------------------------------------
+
+const captions = new Captions($("captions"));
+const labels = new LabelLayer($("labels"));
+const voice = new TutorVoice();
+const isLearner = me.role === "learner";
+let scene = new TextScene(labels, $("scene-status"));
+let microphone = null;
+let handsFree = false;
+let holding = false;
+const simParams = new Map();
+
+const STATE_TEXT = { idle: "Press Start", ready: "Ready", listening: "Listening", thinking: "Thinking", speaking: "Speaking" };
+
+function setState(state, detail = "") {
+  page.state = state;
+  document.body.dataset.state = state;
+  $("state-text").textContent = detail ? `${STATE_TEXT[state]} ${detail}` : STATE_TEXT[state];
+}
+
+function restingState() {
+  if (holding) return setState("listening");
+  setState(voice.playing ? "speaking" : "ready");
+}
+
+function memberName(clientId, fallback = "Learner") {
+  return page.members.get(clientId)?.name ?? fallback;
+}
+
+function systemLine(text, level = "info") {
+  captions.line(`system ${level}`, level === "info" ? "" : level, text);
+}
+
+function onMessage(message) {
+  page.received[message.type] = (page.received[message.type] ?? 0) + 1;
+  switch (message.type) {
+    case "joined":
+      page.joined = message;
+      page.members = new Map(message.members.map((m) => [m.client_id, m]));
+      $("connection").textContent = `${message.name} · ${message.role} · room ${message.room}`;
+      setState("ready");
+      enableControls();
+      break;
+    case "room_state":
+      rebuild(message);
+      break;
+    case "member_joined":
+      page.members.set(message.client_id, message);
+      break;
+    case "member_left":
+      break; // keep the name: captions still refer to it
+    case "learner_speech_started":
+      voice.stop({ mute: true }); // the tutor yields to anyone who speaks (the session cuts its reply)
+      setState("listening", message.sender && message.sender !== page.joined?.client_id ? `to ${memberName(message.sender)}` : "");
+      break;
+    case "partial_transcript":
+      captions.partial(message.utterance_id, memberName(message.sender), message.text);
+      break;
+    case "final_transcript":
+      captions.final(message.utterance_id, memberName(message.sender), message.text);
+      scene.setCaption(`${memberName(message.sender)}: ${message.text}`);
+      setState("thinking");
+      break;
+    case "tutor_text":
+      captions.tutor(message.turn_id, message.text);
+      break;
+    case "tutor_speech_started":
+      voice.muted = false;
+      setState("speaking");
+      break;
+    case "tutor_speech_ended":
+      captions.tutorEnded(message.turn_id, message.heard, message.cut);
+      scene.setCaption(`Tutor: ${message.cut ? message.heard + " …" : message.text}`);
+      if (message.cut) voice.stop();
+      if (!voice.playing) restingState(); // else when the last scheduled chunk has played
+      break;
+    case "barge_in":
+      voice.stop({ mute: true });
+      setState("listening");
+      break;
+    case "turn_completed":
+      break;
+    case "mastery_update":
+      systemLine(`Mastery of ${message.skill}: ${Math.round(message.mastery * 100)}%`);
+      break;
+    case "alert":
+      if (me.role !== "learner") systemLine(message.message, message.severity === "info" ? "info" : "warning");
+      break;
+    case "notice":
+      systemLine(message.message, message.level);
+      break;
+    case "teacher_message":
+      if (message.kind === "message" || me.role !== "learner") captions.line("teacher", message.kind === "hint" ? "Teacher (hint)" : "Teacher", message.text);
+      break;
+    case "ptt_start":
+      if (message.sender !== page.joined?.client_id) setState("listening", `to ${memberName(message.sender)}`);
+      break;
+    case "load_scene": case "highlight": case "show_label": case "spawn_object": case "move_object": case "remove_object":
+      scene.apply(message);
+      break;
+    case "start_simulation": case "stop_simulation": case "set_sim_param": case "sim_state":
+      if (message.type === "sim_state") simParams.set(message.sim_id, message.params);
+      if (message.type === "stop_simulation") simParams.delete(message.sim_id);
+      scene.simulation(message);
+      break;
+    case "error":
+      page.errors.push(message);
+      systemLine(`${message.message}`, "warning");
+      break;
+  }
+}
+
+function rebuild(state) {
+  // The scene and simulations come whole; the conversation too on a fresh join, while a resumed
+  // connection keeps its captions and catches up with the events it missed.
+  scene.reset();
+  for (const command of state.scene) scene.apply(command);
+  for (const sim of state.simulations) scene.simulation(sim);
+  if (!page.joined?.resumed) {
+    captions.clear();
+    for (const caption of state.captions) {
+      const who = caption.speaker === "tutor" ? "Tutor" : caption.speaker === "teacher" ? "Teacher" : "Learner";
+      captions.line(`${caption.speaker}${caption.cut ? " cut" : ""}`, who, caption.text);
+    }
+  }
+  if (state.gap) systemLine("Some of the conversation was missed while disconnected.");
+  for (const missed of state.missed ?? []) onMessage(missed);
+}
+
+voice.onIdle = () => {
+  if (page.state === "speaking") restingState();
+};
+
+const bridge = new Bridge({
+  message: onMessage,
+  audio: (chunk) => {
+    voice.play(chunk);
+    if (page.state !== "speaking" && page.state !== "listening") setState("speaking");
+  },
+  status: (text) => {
+    $("connection").textContent = text;
+  },
+});
+
+// --- talking ---------------------------------------------------------------------------------------
+
+function onMicFrame(samples, rate) {
+  if (bridge.sendAudio(samples, rate)) {
+    page.mic.frames += 1;
+    page.mic.bytes += samples.byteLength;
+  }
+}
+
+async function talkStart() {
+  if (handsFree || holding || !microphone?.ready || !bridge.joined) return;
+  holding = true;
+  $("talk").classList.add("active");
+  $("talk-label").textContent = "Listening… release to send";
+  voice.stop({ mute: true }); // the learner wants the floor: stop the tutor here at once
+  bridge.send({ type: "ptt_start" });
+  setState("listening");
+  await microphone.capture(true);
+}
+
+async function talkStop() {
+  if (!holding) return;
+  holding = false;
+  $("talk").classList.remove("active");
+  $("talk-label").textContent = "Hold to talk";
+  await microphone.capture(false); // the last frame goes out before the release
+  bridge.send({ type: "ptt_stop" });
+  setState("thinking");
+}
+
+async function setHandsFree(on) {
+  if (!microphone?.ready) return;
+  if (holding) await talkStop();
+  handsFree = on;
+  $("handsfree").setAttribute("aria-pressed", String(on));
+  $("handsfree").textContent = on ? "Hands-free: on" : "Hands-free: off";
+  $("talk").disabled = on;
+  $("talk-label").textContent = on ? "Just talk" : "Hold to talk";
+  await microphone.capture(on);
+}
+
+function enableControls() {
+  if (isLearner && microphone?.ready) {
+    $("talk").disabled = handsFree;
+    $("handsfree").disabled = false;
+  }
+}
+
+function wireControls() {
+  const talk = $("talk");
+  talk.addEventListener("pointerdown", (event) => {
+    talk.setPointerCapture?.(event.pointerId);
+    talkStart();
+  });
+  for (const kind of ["pointerup", "pointercancel", "lostpointercapture"]) talk.addEventListener(kind, talkStop);
+  talk.addEventListener("contextmenu", (event) => event.preventDefault());
+  // The space bar talks while the page (or the talk button) has the focus; elsewhere it keeps its usual job.
+  const spaceTalks = (event) =>
+    event.code === "Space" && isLearner && bridge.joined && !handsFree && (event.target === document.body || event.target === talk);
+  document.addEventListener("keydown", (event) => {
+    if (!spaceTalks(event)) return;
+    event.preventDefault();
+    if (!event.repeat) talkStart();
+  });
+  document.addEventListener("keyup", (event) => {
+    if (!spaceTalks(event) && !holding) return;
+    if (event.code !== "Space") return;
+    event.preventDefault();
+    talkStop();
+  });
+  $("handsfree").addEventListener("click", () => setHandsFree(!handsFree));
+
+  const form = $("teacher-controls");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("teacher-text").value.trim();
+    if (!text) return;
+    bridge.send({ type: "teacher_message", kind: event.submitter?.value === "hint" ? "hint" : "message", text });
+    $("teacher-text").value = "";
+  });
+  $("sim-start").addEventListener("click", () =>
+    bridge.send({ type: "start_simulation", sim_id: "pendulum", model: "pendulum", params: { length: 1.0, angle: 0.3 } }));
+  $("sim-longer").addEventListener("click", () => {
+    const length = simParams.get("pendulum")?.length ?? 1.0;
+    bridge.send({ type: "set_sim_param", sim_id: "pendulum", name: "length", value: Math.min(100, +(length * 1.5).toFixed(3)) });
+  });
+  $("sim-stop").addEventListener("click", () => bridge.send({ type: "stop_simulation", sim_id: "pendulum" }));
+}
+
+// --- the 3D view -----------------------------------------------------------------------------------
+
+async function loadScene() {
+  try {
+    const { LessonScene } = await import("./scene.js");
+    const lesson = new LessonScene({
+      container: $("scene-view"),
+      labels,
+      readout: $("sim-readout"),
+      onSelect: (objectId) => isLearner && bridge.send({ type: "select_object", object_id: objectId }),
+      onTalk: (on) => isLearner && (on ? talkStart() : talkStop()),
+    });
+    labels.static = false;
+    scene.replayInto(lesson);
+    scene = lesson;
+    page.scene.ready = true;
+    $("scene-status").textContent = "";
+    const modes = await lesson.xrModes();
+    for (const mode of modes) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = mode === "immersive-ar" ? "Enter AR" : "Enter VR";
+      button.addEventListener("click", () => lesson.enterXR(mode).catch((error) => systemLine(`${button.textContent}: ${error.message}`, "warning")));
+      $("xr-buttons").append(button);
+    }
+  } catch (error) {
+    page.scene.error = String(error?.message ?? error);
+    $("scene-status").textContent = `3D view unavailable (${page.scene.error}); labels are listed instead.`;
+  }
+}
+
+// --- start -----------------------------------------------------------------------------------------
+
+async function start() {
+  const button = $("start");
+  button.disabled = true;
+  $("start-error").textContent = "";
+  try {
+    await voice.unlock();
+  } catch (error) {
+    $("start-error").textContent = `Sound is unavailable: ${error.message}`;
+  }
+  if (isLearner) {
+    microphone = new Microphone(onMicFrame, (level) => {
+      page.mic.level = level;
+      page.mic.peak = Math.max(page.mic.peak, level);
+      $("level").value = Math.min(1, level * 4);
+    });
+    try {
+      await microphone.start();
+    } catch (error) {
+      microphone = null;
+      systemLine(`No microphone (${error.message}): you can listen and watch, but not talk.`, "warning");
+    }
+  }
+  $("start-overlay").hidden = true;
+  bridge.connect();
+  if (isLearner && query.get("handsfree") === "1") {
+    const ready = setInterval(() => {
+      if (bridge.joined) {
+        clearInterval(ready);
+        setHandsFree(true);
+      }
+    }, 100);
+  }
+}
+
+function init() {
+  if (!token) {
+    $("start-intro").textContent = "This page needs a join link (…/?room=…&token=…): ask your teacher for one.";
+    $("start").disabled = true;
+    return;
+  }
+  $("title").textContent = me.room ? `Voice tutor · ${me.room}` : "Voice tutor";
+  $("learner-controls").hidden = !isLearner;
+  $("teacher-controls").hidden = me.role !== "teacher";
+  $("start").textContent = isLearner ? "Start" : "Join";
+  if (!isLearner) $("start-intro").textContent = `Join room ${me.room} as ${me.role}: you will see and hear the session.`;
+  $("start").addEventListener("click", start);
+  wireControls();
+  loadScene();
+}
+
+init();

@@ -1,0 +1,251 @@
+"""A room's voice session on a real bridge server: real models, real websocket clients, spoken learners.
+
+The learners' words are piper speech (the ``say`` fixture), cut into 20 ms
+int16 frames as the page's microphone worklet sends them.  Every assertion is
+about what the clients receive over their sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from voice_tutor import events as ev
+from voice_tutor.config import Config
+from xr_bridge import protocol as p
+from xr_bridge.server import BridgeServer
+from xr_bridge.voice import VoiceRoom, simulation_commands, voice_session_factory
+
+pytestmark = pytest.mark.slow
+
+SECRET = b"voice-room-test-secret-0123456789"
+FRAME = 320  # 20 ms at 16 kHz
+
+
+@contextlib.asynccontextmanager
+async def voice_server(speech_models) -> AsyncIterator[BridgeServer]:
+    factory = voice_session_factory(speech_models, Config())  # the offline arithmetic lesson
+    async with BridgeServer(SECRET, port=0, session_factory=factory) as server:
+        yield server
+
+
+class Client:
+    """A scene client that records everything it receives, in order."""
+
+    def __init__(self, ws: ClientConnection, joined: p.Joined):
+        self.ws, self.joined = ws, joined
+        self.received: list[p.Message | p.AudioChunk] = []
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+
+    @property
+    def id(self) -> str:
+        return self.joined.client_id
+
+    @classmethod
+    async def join(cls, server: BridgeServer, room: str, role: p.Role, name: str) -> Client:
+        ws = await connect(server.url)
+        await ws.send(p.encode_text(p.Hello(versions=[p.PROTOCOL_VERSION], client="voice-test")))
+        assert isinstance(p.parse_text(await ws.recv()), p.Welcome)
+        await ws.send(p.encode_text(p.Join(token=server.make_token(room, role, name), role=role, name=name)))
+        joined = p.parse_text(await ws.recv())
+        assert isinstance(joined, p.Joined)
+        assert isinstance(p.parse_text(await ws.recv(), max_bytes=p.MAX_SERVER_TEXT_BYTES), p.RoomState)
+        return cls(ws, joined)
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for frame in self.ws:
+                item = p.parse(frame, max_bytes=p.MAX_SERVER_TEXT_BYTES)
+                async with self._changed:
+                    self.received.append(item)
+                    self._changed.notify_all()
+
+    async def wait_for(self, found: Callable[[p.Message | p.AudioChunk], bool], timeout: float = 20.0):
+        """The first received item (so far or to come) for which ``found`` holds."""
+        async with asyncio.timeout(timeout), self._changed:
+            while True:
+                for item in self.received:
+                    if found(item):
+                        return item
+                await self._changed.wait()
+
+    def of(self, kind: type) -> list:
+        return [item for item in self.received if isinstance(item, kind)]
+
+    async def send(self, item: p.Message | p.AudioChunk) -> None:
+        await self.ws.send(p.encode(item))
+
+    async def speak(self, samples: np.ndarray, *, speed: float = 2.0) -> None:
+        """Stream 16 kHz float speech as 20 ms learner frames, ``speed`` times faster than real time."""
+        pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+        for seq, start in enumerate(range(0, len(pcm), FRAME)):
+            chunk = p.AudioChunk(p.AudioKind.LEARNER, 16000, seq, pcm[start : start + FRAME].tobytes())
+            await self.send(chunk)
+            await asyncio.sleep(FRAME / 16000 / speed)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * 16000), dtype=np.float32)
+
+
+def is_(kind: type, **fields: object) -> Callable[[object], bool]:
+    return lambda item: isinstance(item, kind) and all(getattr(item, k) == v for k, v in fields.items())
+
+
+def stream_key(item: p.Message | p.AudioChunk) -> tuple[str, int | None]:
+    """What identifies an item in a room's stream: its type and room (or audio) sequence number."""
+    if isinstance(item, p.AudioChunk):
+        return ("audio", item.seq)
+    return (p.message_type(item), getattr(item, "seq", None))
+
+
+async def test_spoken_turns_reach_every_member_in_the_same_order_and_learners_take_turns(speech_models, say):
+    twelve, nine = say("Twelve."), say("Nine.")
+    async with voice_server(speech_models) as server:
+        ada = await Client.join(server, "class", "learner", "Ada")
+        await ada.wait_for(is_(p.TutorText, turn_id=0))  # the session started and greets
+        olive = await Client.join(server, "class", "observer", "Olive")
+        ben = await Client.join(server, "class", "learner", "Ben")
+        joined_seq = (await ada.wait_for(is_(p.MemberJoined, client_id=ben.id))).seq
+
+        # Ada holds push-to-talk; Ben talks hands-free at the same time and is not heard.
+        await ada.send(p.PttStart())
+        await asyncio.gather(ada.speak(np.concatenate([silence(0.2), twelve])), ben.speak(np.concatenate([nine, nine])))
+        await ada.send(p.PttStop())  # no trailing silence: releasing the button ends the turn
+        final = await ada.wait_for(is_(p.FinalTranscript), timeout=10)
+        assert final.sender == ada.id and ("twelve" in final.text.lower() or "12" in final.text)
+        turn = final.utterance_id
+        completed = await ada.wait_for(is_(p.TurnCompleted, turn_id=turn), timeout=20)
+        assert any(word in completed.tutor.lower() for word in ("right", "correct", "well done"))
+        assert "next question" in completed.tutor.lower()
+        assert not completed.cut and completed.heard == completed.tutor
+
+        # Olive and Ben saw exactly what Ada saw since Ben joined: the same messages, audio, order.
+        for other in (olive, ben):
+            await other.wait_for(is_(p.TurnCompleted, turn_id=turn))
+        streams = []
+        for client in (ada, olive, ben):
+            start = next(i for i, m in enumerate(client.received) if is_(p.MemberJoined, client_id=ben.id)(m))
+            end = next(i for i, m in enumerate(client.received) if is_(p.TurnCompleted, turn_id=turn)(m))
+            streams.append([stream_key(item) for item in client.received[start : end + 1]])
+        assert streams[0] == streams[1] == streams[2]
+        window = ada.received[ada.received.index(ada.of(p.MemberJoined)[-1]) :]
+
+        def first(kind: type, **fields: object) -> int:
+            return window.index(next(m for m in window if is_(kind, **fields)(m)))
+
+        assert first(p.LearnerSpeechStarted, utterance_id=turn) < first(p.FinalTranscript, utterance_id=turn)
+        assert first(p.BargeIn, turn_id=0) < first(p.FinalTranscript) < first(p.TutorText, turn_id=turn)
+        started, ended = first(p.TutorSpeechStarted, turn_id=turn), first(p.TutorSpeechEnded, turn_id=turn)
+        reply_audio = [m for m in window[started:ended] if isinstance(m, p.AudioChunk)]
+        assert reply_audio and all(m.kind is p.AudioKind.TUTOR for m in reply_audio)
+        assert sum(m.duration_s for m in reply_audio) > 1.5  # the whole reply, streamed
+        assert isinstance(window[started + 1], p.AudioChunk)  # the audio follows its start event
+        assert [m.seq for m in reply_audio] == list(range(reply_audio[0].seq, reply_audio[0].seq + len(reply_audio)))
+        seqs = [m.seq for m in window if isinstance(m, p.RoomMessage)]
+        assert seqs[0] == joined_seq and seqs == list(range(joined_seq, joined_seq + len(seqs)))  # none missing
+        assert not [m for m in ada.of(p.FinalTranscript) if "nine" in m.text.lower() or "9" in m.text]
+
+        # The floor is free again: Ben answers hands-free, and is named as the speaker.
+        await ben.speak(np.concatenate([nine, silence(1.0)]))
+        second = await olive.wait_for(lambda m: is_(p.FinalTranscript)(m) and m.utterance_id > turn, timeout=10)
+        assert second.sender == ben.id and ("nine" in second.text.lower() or "9" in second.text)
+
+        # Observers cannot speak or act.
+        await olive.send(p.AudioChunk(p.AudioKind.LEARNER, 16000, 0, (nine[:FRAME] * 32767).astype("<i2").tobytes()))
+        await olive.send(p.PttStart())
+        errors = [await olive.wait_for(is_(p.Error, ref_type=ref)) for ref in (None, "ptt_start")]
+        assert [e.code for e in errors] == ["forbidden", "forbidden"]
+        assert "observer may not send learner audio" in errors[0].message
+        for client in (ada, olive, ben):
+            await client.close()
+
+
+async def test_answers_by_choice_are_turns_and_the_tutors_simulation_requests_reach_every_member(speech_models):
+    async with voice_server(speech_models) as server:
+        ada = await Client.join(server, "lab", "learner", "Ada")
+        olive = await Client.join(server, "lab", "observer", "Olive")
+        await ada.wait_for(is_(p.TutorText, turn_id=0))
+
+        await ada.send(p.Answer(question_id="add-7-5", choice="12"))
+        final = await olive.wait_for(is_(p.FinalTranscript))
+        assert (final.text, final.sender) == ("12", ada.id)
+        reply = await olive.wait_for(is_(p.TutorSpeechEnded, turn_id=final.utterance_id), timeout=20)
+        assert "next question" in reply.text.lower()
+        cut_greeting = await olive.wait_for(is_(p.TutorSpeechEnded, turn_id=0))
+        assert cut_greeting.cut  # answering cut the greeting short, as speaking would
+
+        room = server.room("lab")
+        voice = room.session
+        assert isinstance(voice, VoiceRoom) and voice.session is not None
+        # What the LLM tutor's start_simulation / set_simulation_parameter tools publish (dialogue.tools).
+        sid = voice.session.id
+        voice.request_simulation({"type": "start_simulation", "session_id": sid, "sim_id": "pendulum",
+                                  "model": "pendulum", "params": {"length": 1.0}})  # fmt: skip
+        for client in (ada, olive):
+            started = await client.wait_for(is_(p.StartSimulation))
+            assert (started.sim_id, started.model, started.params) == ("pendulum", "pendulum", {"length": 1.0})
+            assert started.sender is None  # the tutor's, not a member's
+            await client.wait_for(is_(p.SimState, sim_id="pendulum"))
+        voice.request_simulation({"type": "set_sim_param", "session_id": sid, "sim_id": "pendulum",
+                                  "name": "length", "value": 2.5})  # fmt: skip
+        for client in (ada, olive):
+            changed = await client.wait_for(is_(p.SetSimParam))
+            assert (changed.sim_id, changed.name, changed.value) == ("pendulum", "length", 2.5)
+            longer = await client.wait_for(lambda m: isinstance(m, p.SimState) and m.params["length"] == 2.5)
+            assert longer.running and longer.state["y"] < -1.0  # the bob hangs on the longer string
+        voice.request_simulation({"type": "set_sim_param", "session_id": sid, "sim_id": "pendulum",
+                                  "name": "length", "value": -3.0})  # fmt: skip
+        notice = await olive.wait_for(is_(p.Notice, level="warning"))
+        assert "refused" in notice.message and "length" in notice.message
+        for client in (ada, olive):
+            await client.close()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationRequested(ev.Event):
+    """A session event for simulations, in the shape the tool-call work proposed."""
+
+    action: str
+    simulation: str
+    parameters: dict[str, float]
+
+
+def test_simulation_requests_in_the_shapes_tools_produce() -> None:
+    tools_start = {"type": "start_simulation", "session_id": "s", "sim_id": "pendulum", "model": "pendulum",
+                   "params": {"length": 1.0, "angle": 0.2}}  # fmt: skip
+    assert simulation_commands(tools_start) == [
+        p.StartSimulation(sim_id="pendulum", model="pendulum", params={"length": 1.0, "angle": 0.2})
+    ]
+    tools_set = {"type": "set_sim_param", "session_id": "s", "sim_id": "pendulum", "name": "length", "value": 4.0}
+    assert simulation_commands(tools_set, running={"pendulum"}) == [
+        p.SetSimParam(sim_id="pendulum", name="length", value=4.0)
+    ]
+    event = SimulationRequested(action="start_simulation", simulation="pendulum", parameters={"length": 2})
+    assert simulation_commands(event) == [
+        p.StartSimulation(sim_id="pendulum", model="pendulum", params={"length": 2.0})
+    ]
+    tool_call = {"name": "set_sim_param", "arguments": '{"sim_id": "p1", "name": "length", "value": 3}'}
+    assert simulation_commands(tool_call, running={"p1"}) == [p.SetSimParam(sim_id="p1", name="length", value=3.0)]
+    change = {"action": "update_simulation", "simulation": "projectile", "parameters": {"speed": 20, "angle": 0.5}}
+    assert simulation_commands(change, running={"projectile"}) == [
+        p.SetSimParam(sim_id="projectile", name="speed", value=20.0),
+        p.SetSimParam(sim_id="projectile", name="angle", value=0.5),
+    ]
+    assert simulation_commands(change, running=()) == [  # not running yet: start it with those values
+        p.StartSimulation(sim_id="projectile", model="projectile", params={"speed": 20.0, "angle": 0.5})
+    ]
+    assert simulation_commands({"action": "stop_simulation", "sim_id": "p1"}) == [p.StopSimulation(sim_id="p1")]
+    for other in ({"action": "highlight", "target": "bob"}, ev.TutorText(turn_id=1, text="hi"), {"action": "start"}):
+        assert simulation_commands(other) == []
