@@ -1,10 +1,15 @@
 # The two set-up commands: `make run` (the tutor, on the embedded defaults) and
-# `make test` (the whole suite). Both install what they need on a fresh machine.
+# `make test` (the whole suite). Both install what they need on a fresh machine:
+# Debian packages, a virtual environment with the Python packages, and the
+# page's front-end packages from npm (served locally, never from a CDN).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WEB := assets/web
+WEB_STAMP := $(WEB)/node_modules/.package-lock.json
 DEBIAN_PACKAGES := libportaudio2 espeak-ng
+DEBIAN_TEST_PACKAGES := chromium
 
 .PHONY: run test
 
@@ -15,8 +20,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/voice-tutor talk
+$(WEB_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null || ./.ci/debian-packages nodejs npm
+	npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error
 
-test: $(STAMP)
+run: $(STAMP) $(WEB_STAMP)
+	$(BIN)/voice-tutor serve
+
+test: $(STAMP) $(WEB_STAMP)
+	@./.ci/debian-packages $(DEBIAN_TEST_PACKAGES)
 	$(BIN)/python -m pytest -q

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from voice_tutor import __version__
+from xr_bridge.serve import add_serve_command
 from voice_tutor.audio.sources import AudioInputError
 from voice_tutor.config import Config, ConfigError, load_config, with_overrides
 from voice_tutor.dialogue.base import DialogueUnavailable
@@ -587,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--language", help="spoken language code (default en)")
     common.add_argument("--voice", help="piper voice: bundled:joe or a path to an .onnx voice")
     commands = parser.add_subparsers(dest="command", required=True)
+    add_serve_command(commands, parents=[common])
 
     transcribe = commands.add_parser("transcribe", parents=[common], help="print the transcript of audio files")
     transcribe.add_argument("files", nargs="+", type=Path)

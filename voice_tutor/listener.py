@@ -55,6 +55,16 @@ class Listener:
         self._partial: asyncio.Task[None] | None = None
         self._ms_since_partial = 0.0
 
+    @property
+    def in_speech(self) -> bool:
+        """Someone is mid-utterance (a typed turn now would talk over them)."""
+        return self._detector.in_speech
+
+    def next_utterance_id(self) -> int:
+        """Reserve the next utterance id for a turn that did not come through the microphone."""
+        self._utterance_id += 1
+        return self._utterance_id
+
     async def run(self, frames: AsyncIterator[CapturedFrame]) -> None:
         loop = asyncio.get_running_loop()
         async for frame in frames:

@@ -30,6 +30,7 @@ from voice_tutor.events import (
     TutorSpeechEnded,
     TutorSpeechStarted,
     TutorText,
+    now,
 )
 from voice_tutor.listener import Listener
 from voice_tutor.responder import Responder
@@ -136,6 +137,25 @@ class Session:
             await asyncio.gather(player, return_exceptions=True)
             await self._sink.close()
         return self.turns
+
+    def submit_text(self, text: str, *, speaker: str | None = None) -> int | None:
+        """A learner turn that was chosen or typed, not spoken (an answer picked in a scene).
+
+        It cuts a reply in flight like speech does.  Refused (None) while a
+        learner is mid-utterance; otherwise returns the turn's id.
+        """
+        if self._listener.in_speech or not text.strip():
+            return None
+        if speaker:
+            self.context.learner_name = speaker
+        utterance_id = self._listener.next_utterance_id()
+        at = now()
+        self._on_event(SpeechStarted(session_id=self.id, t=at, utterance_id=utterance_id))
+        self._on_event(FinalTranscript(
+            session_id=self.id, t=at, utterance_id=utterance_id, text=text.strip(),
+            language=self._listener.language or "und", audio_duration_s=0.0, last_voiced_at=at, stt_ms=0.0,
+        ))
+        return utterance_id
 
     def _begin_turn(self, turn_id: int) -> None:
         self._active_turn = turn_id

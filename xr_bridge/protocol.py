@@ -726,6 +726,15 @@ def event_to_wire(event: ev.Event) -> RoomMessage | AudioChunk | None:
                 cut=event.cut,
                 latency_ms=latencies,
             )
+        case ev.MasteryUpdated():
+            return MasteryUpdate(**base, skill=_clip(event.skill_id, 128), mastery=min(1.0, max(0.0, event.p_known)))
+        case ev.SafetyAlert():
+            return Alert(
+                **base,
+                severity="critical" if event.severity == "high" else "warning",
+                message=_clip(f"{event.direction}: {event.category}: {event.excerpt}", 500),
+                code=_clip(event.category, 128),
+            )
         case ev.SessionNotice(level=level, message=message):
             return Notice(**base, level=_clip(level or "info", 16), message=_clip(message))
         case ev.TutorAudio(samples=samples, sample_rate=rate):

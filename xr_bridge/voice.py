@@ -419,12 +419,7 @@ class VoiceRoom:
         session = self.session
         if session is None:
             return
-        session.context.learner_name = client.name
-        submit = getattr(session, "submit_text", None)
-        if submit is not None:
-            uid = submit(text, speaker=client.name)
-        else:
-            uid = _submit_text_stopgap(session, text)
+        uid = session.submit_text(text, speaker=client.name)
         if uid is not None:
             self._speakers[uid] = client
 
@@ -432,28 +427,6 @@ class VoiceRoom:
         with contextlib.suppress(Exception):
             await self.room.publish(p.Notice(session_id=self.room.id[:128], t=time.monotonic(), level=level,
                                              message=message[: p.MAX_TEXT_CHARS]))
-
-
-def _submit_text_stopgap(session: Any, text: str) -> int | None:
-    """A typed learner turn, until ``Session.submit_text`` exists (see the integration notes).
-
-    It replays what the listener does for a spoken turn: speech started (which
-    cuts a reply in flight), then the final transcript, under the next
-    utterance id, so turn ids keep increasing for the player.  It reaches into
-    the session's listener; refused while someone is mid-utterance.
-    """
-    listener = session._listener
-    if listener._detector.in_speech:
-        return None
-    listener._utterance_id += 1
-    uid = listener._utterance_id
-    now = ev.now()
-    session._on_event(ev.SpeechStarted(session_id=session.id, t=now, utterance_id=uid))
-    session._on_event(ev.FinalTranscript(
-        session_id=session.id, t=now, utterance_id=uid, text=text, language=listener.language or "und",
-        audio_duration_s=0.0, last_voiced_at=now, stt_ms=0.0,
-    ))  # fmt: skip
-    return uid
 
 
 # --- simulation requests from the tutor -------------------------------------------------------
