@@ -191,7 +191,7 @@ def test_transcribe_cli_gives_a_sensible_transcript(transcribed, name):
 def test_transcribe_cli_survives_clipped_noise(transcribed):
     record = transcribed["clipped_noise"]
     assert record["duration_s"] == pytest.approx(2.0)
-    assert len(record["text"].split()) <= 12  # at worst a short phrase (see the xfail below)
+    assert record["text"] == ""  # no words are invented from noise (see the next test)
 
 
 def test_clipped_noise_is_transcribed_as_nothing(inputs, recognizer, tmp_path):
@@ -242,9 +242,11 @@ def test_talk_takes_odd_but_readable_input(inputs, run_cli, tmp_path, name, lear
     assert len(audio) > 0 and np.isfinite(audio).all()  # at least the greeting was spoken
 
 
-def test_talk_reports_an_unwritable_output_in_one_line(inputs, run_cli):
-    result = run_cli("talk", "--fast", "--input", inputs["silence"], "--output", "/nonexistent-dir/tutor.wav")
-    assert_one_error_line(result, "cannot write /nonexistent-dir/tutor.wav")
+def test_talk_reports_an_unwritable_output_in_one_line(inputs, run_cli, tmp_path):
+    output = tmp_path / "no-such-dir" / "tutor.wav"
+    result = run_cli("talk", "--fast", "--input", inputs["silence"], "--output", output)
+    assert_one_error_line(result, f"cannot write {output}")
+    assert not output.parent.exists()
 
 
 # --- models and endpoints ----------------------------------------------------------------------------
@@ -272,14 +274,16 @@ def broken_models(tmp_path_factory) -> dict[str, Path]:
     return models
 
 
-def test_missing_stt_model_is_one_clear_error(inputs, run_cli):
-    result = run_cli("transcribe", "--stt-model", "/nonexistent", inputs["silence"])
-    assert_one_error_line(result, "/nonexistent")
+def test_missing_stt_model_is_one_clear_error(inputs, run_cli, tmp_path):
+    missing = tmp_path / "nonexistent"
+    result = run_cli("transcribe", "--stt-model", missing, inputs["silence"])
+    assert_one_error_line(result, str(missing))
 
 
-def test_missing_stt_model_error_says_it_is_missing(inputs, run_cli):
-    result = run_cli("transcribe", "--stt-model", "/nonexistent", inputs["silence"])
-    line = assert_one_error_line(result, "/nonexistent")
+def test_missing_stt_model_error_says_it_is_missing(inputs, run_cli, tmp_path):
+    missing = tmp_path / "nonexistent"
+    result = run_cli("transcribe", "--stt-model", missing, inputs["silence"])
+    line = assert_one_error_line(result, str(missing))
     assert "Repo id" not in line
     assert any(words in line.lower() for words in ("no such", "not found", "does not exist"))
 
