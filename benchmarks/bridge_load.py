@@ -91,7 +91,7 @@ async def _commands() -> asyncio.Queue[list[str]]:
 # --- the server process ------------------------------------------------------------------------
 
 
-async def serve_main(secret: bytes) -> None:
+async def serve_main(secret: bytes, profile: str | None = None) -> None:
     from xr_bridge import protocol as p
     from xr_bridge.server import BridgeServer, Room
 
@@ -129,6 +129,11 @@ async def serve_main(secret: bytes) -> None:
 
     server = BridgeServer(secret, port=0, session_factory=factory)
     await server.start()
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
     commands = await _commands()
     _send({"event": "ready", "port": server.port, "pid": os.getpid()})
     running: dict[str, asyncio.Task[int]] = {}
@@ -138,6 +143,8 @@ async def serve_main(secret: bytes) -> None:
             case ["clock"]:
                 _send({"event": "clock", "t": time.monotonic()})
             case ["publish", start, end, rate]:
+                if profiler is not None:
+                    profiler.enable()  # the publishing window only, not the connections
                 running = {
                     room_id: asyncio.create_task(pub.run(float(start), float(end), float(rate)))
                     for room_id, pub in publishers.items()
@@ -145,6 +152,9 @@ async def serve_main(secret: bytes) -> None:
                 _send({"event": "publishing", "rooms": len(running)})
             case ["published"]:
                 counts = {room_id: await task for room_id, task in running.items()}
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(profile)
                 _send({"event": "published", "counts": counts})
             case ["members"]:
                 _send({"event": "members", "members": sum(len(r.members) for r in server.rooms.values())})
@@ -362,6 +372,7 @@ def run_benchmark(
     publisher: str = "tutor",
     compression: str = "deflate",
     pin: bool = True,
+    profile_server: str | None = None,
 ) -> dict:
     """Run one load test on loopback and return its measurements (see the module's docstring)."""
     if publisher not in ("tutor", "teacher") or compression not in ("deflate", "none"):
@@ -374,7 +385,8 @@ def run_benchmark(
     server_cpu, client_cpu = ({cpus[0]}, {cpus[1]}) if pinned else (None, None)
     children: list[_Child] = []
     try:
-        server = _Child(["--serve", "--secret", secret.hex()], server_cpu)
+        profile = ["--profile-server", str(Path(profile_server).resolve())] if profile_server else []
+        server = _Child(["--serve", "--secret", secret.hex(), *profile], server_cpu)
         children.append(server)
         ready = server.ask(None, "ready")
         url = f"ws://127.0.0.1:{ready['port']}/ws"
@@ -517,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="what clients offer: browsers offer permessage-deflate")  # fmt: skip
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and clients to CPUs 0 and 1")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--profile-server", metavar="PATH", help="cProfile the server while it publishes (tutor mode)")
     # internal: the child processes
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--clients-worker", action="store_true", help=argparse.SUPPRESS)
@@ -528,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.serve:
         raise_fd_limit(65536)
-        asyncio.run(serve_main(bytes.fromhex(args.secret)))
+        asyncio.run(serve_main(bytes.fromhex(args.secret), args.profile_server))
         return 0
     if args.clients_worker:
         ids = [int(x) for x in args.ids.split(",") if x]
@@ -539,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_benchmark(
         clients=args.clients, rooms=args.rooms, duration_s=args.duration, rate_hz=args.rate,
         warmup_s=args.warmup, client_processes=args.client_processes, publisher=args.publisher,
-        compression=args.compression, pin=not args.no_pin,
+        compression=args.compression, pin=not args.no_pin, profile_server=args.profile_server,
     )  # fmt: skip
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0

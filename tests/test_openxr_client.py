@@ -208,6 +208,7 @@ async def test_a_dropped_connection_is_resumed_with_the_missed_captions() -> Non
         await client.wait_connected(timeout=5)
         assert client.joined.resumed and client.joined.client_id == first_id  # type: ignore[union-attr]
         await until(lambda: "Tutor: Longer string, slower swing." in display.current)
+        assert display.current.count("Tutor: Longer string, slower swing.") == 1  # snapshot and missed agree
         assert display.current[-1] == "!: reconnected (resumed)"
         controller.end()
         await asyncio.wait_for(running, 5)

@@ -137,6 +137,7 @@ class Captions:
     def __init__(self, max_lines: int = 6):
         self.max_lines = max_lines
         self._lines: list[tuple[object, CaptionLine]] = []  # (key of a live line or None, line)
+        self._snapshot_seqs: set[int] = set()  # captions a room_state gave, which its `missed` repeats
 
     @property
     def lines(self) -> list[CaptionLine]:
@@ -144,9 +145,12 @@ class Captions:
 
     def apply(self, message: p.Message) -> bool:
         """Update from one message of the room; True when the view changed."""
+        if isinstance(message, p.RoomMessage) and message.seq in self._snapshot_seqs:
+            return False
         match message:
             case p.RoomState(captions=captions):
                 self._lines = [(None, CaptionLine(c.speaker, c.text, cut=c.cut)) for c in captions]
+                self._snapshot_seqs = {c.seq for c in captions}
             case p.PartialTranscript(utterance_id=u, text=text) if text:
                 self._set(("utterance", u), CaptionLine("learner", text, final=False))
             case p.FinalTranscript(utterance_id=u, text=text):
