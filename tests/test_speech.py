@@ -215,10 +215,6 @@ def test_lesson_hotwords_do_not_double_single_number_answers(recognizer, say):
     assert misheard == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "speech/stt.py collapse_repeats keeps a cut-off copy of a repeated phrase at the end of a loop "
-    "('15 minus. 15 minus. 15 minus. 15' -> '15 minus. 15'): only a cut-off single word is dropped"
-))
 @pytest.mark.parametrize(
     ("looped", "said"),
     [("15 minus. 15 minus. 15 minus. 15 minus. 15", "15 minus"), ("the sum. the sum. the sum. the", "the sum")],

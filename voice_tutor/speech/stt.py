@@ -60,7 +60,14 @@ def collapse_repeats(text: str, language: str = "en") -> str:
     A lesson's vocabulary prompt makes Whisper repeat short answers; the words
     before the loop are the ones spoken.  A cut-off copy at the end is dropped.
     """
-    collapsed = _CONSECUTIVE_REPEAT.sub(lambda m: m.group(0)[: len(m.group(1))] + _end_mark(m.group(0)), text)
+    pieces, position = [], 0
+    for match in _CONSECUTIVE_REPEAT.finditer(text):
+        pieces.append(text[position : match.start()] + match.group(1) + _end_mark(match.group(0)))
+        position = match.end()
+        rest = text[position:].strip(" .,!?")
+        if rest and match.group(1).lower().startswith(rest.lower()):
+            position = len(text)  # the loop's last copy, cut off by the length bound
+    collapsed = "".join(pieces) + text[position:]
     words: list[str] = []
     for word in collapsed.split():
         if words and _as_number(words[-1], language) is not None and (
