@@ -368,14 +368,11 @@ async def test_the_same_pause_after_a_finished_answer_ends_the_turn(speech_model
     assert "hint" in turns[0].tutor and turns[1].tutor.startswith(PRAISE)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "speech/stt.py collapse_repeats turns the looped '15 minus. 15 minus. 15 minus. 15 minus. 15' into "
-    "'15 minus. 15' (the cut-off copy at the end is kept), which sounds finished, so the learner is cut "
-    "off mid-sentence; and as the collapsed text no longer looks like a loop, the standard-path retry "
-    "that used to fix this never runs"
-))
 async def test_a_slow_pause_after_minus_does_not_end_the_turn(speech_models, say, recording, tmp_path):
-    """Whisper base hears this paused, slow 'Fifteen minus' as a loop: '15 minus. 15 minus. ... 15'."""
+    """Whisper base hears this paused, slow 'Fifteen minus' as a loop: '15 minus. 15 minus. ... 15'.
+
+    Collapsed badly ('15 minus. 15') it sounds finished and the learner is cut off mid-sentence.
+    """
     learner, _ = recording([(1.0, say("Fifteen minus", 1.2)), (0.8, say("six is nine.", 1.2))])
     _, _, events = await run_session(speech_models, learner, tmp_path / "tutor.wav", realtime=False)
     finals = [e.text for e in events if isinstance(e, FinalTranscript)]
