@@ -577,6 +577,171 @@ def _add_learner_commands(commands) -> None:
     lessons.set_defaults(run=cmd_lessons)
 
 
+# --- the classroom: classes, reports, training export, privacy ------------------------------------
+
+
+def _classroom_db(args, *, create: bool = False):
+    """The learner database, found like `learner` does, but tolerating [xapi]/[privacy] in --config."""
+    from voice_tutor.classroom.settings import store_path
+    from voice_tutor.store import Store, StoreError, default_path
+
+    path = args.db or store_path(getattr(args, "config", None)) or default_path()
+    args.db_path = path
+    if not create and not path.is_file():
+        raise StoreError(f"no learner database at {path}")
+    return Store.open(path)
+
+
+@_clean_errors
+def cmd_class_create(args) -> int:
+    with _classroom_db(args, create=True) as store:
+        room = store.create_class(args.name, args.teacher)
+    print(f"class {room.name!r} (teacher: {room.teacher or 'none'}, {len(room.members)} learners)", file=sys.stderr)
+    return 0
+
+
+@_clean_errors
+def cmd_class_add(args) -> int:
+    with _classroom_db(args) as store:
+        store.get_class(args.name)  # an unknown class fails before any learner is created
+        known = {learner.name for learner in store.list_learners()}
+        for name in args.learners:
+            if name not in known:
+                store.ensure_learner(name)
+                print(f"· new learner {name!r}", file=sys.stderr)
+        room = store.add_to_class(args.name, args.learners)
+    print(f"class {room.name!r}: {', '.join(room.members)}", file=sys.stderr)
+    return 0
+
+
+@_clean_errors
+def cmd_class_remove(args) -> int:
+    with _classroom_db(args) as store:
+        room = store.remove_from_class(args.name, args.learners)
+    print(f"class {room.name!r}: {', '.join(room.members) or 'no learners'}", file=sys.stderr)
+    return 0
+
+
+@_clean_errors
+def cmd_class_list(args) -> int:
+    from voice_tutor.store import StoreError
+
+    try:
+        store = _classroom_db(args)
+    except StoreError:
+        rooms = []
+    else:
+        with store:
+            rooms = store.list_classes()
+    rows = [{"name": r.name, "teacher": r.teacher, "learners": list(r.members)} for r in rooms]
+    if args.json:
+        _print_json(rows)
+    elif not rows:
+        print("no classes yet (voice-tutor class create NAME)", file=sys.stderr)
+    else:
+        _table([[r["name"], r["teacher"] or "-", str(len(r["learners"])), ", ".join(r["learners"])] for r in rows],
+               ["CLASS", "TEACHER", "LEARNERS", "NAMES"])
+    return 0
+
+
+@_clean_errors
+def cmd_report(args) -> int:
+    from voice_tutor.classroom.reports import FORMATS, build_report
+    from voice_tutor.config import DialogueConfig
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        return _fail(f"--format takes {', '.join(FORMATS)} (comma-separated), not {args.format!r}")
+    lessons = _known_lessons(args.lessons_dir or DialogueConfig().lessons_dir)
+    out = args.out or Path(f"report-{args.target}")
+    with _classroom_db(args) as store:
+        report = build_report(store, args.target, out, formats, lessons=lessons)
+    for path in report.files:
+        print(path)
+    print(f"· {report.title}: {len(report.learners)} learners, {len(report.files)} files in {out}", file=sys.stderr)
+    return 0
+
+
+@_clean_errors
+def cmd_export_training(args) -> int:
+    from voice_tutor.classroom.training_export import export_training
+
+    with _classroom_db(args) as store:
+        if args.output:
+            count = export_training(store, args.output, args.min_rating)
+        else:
+            count = export_training(store, sys.stdout, args.min_rating)
+    where = f" to {args.output}" if args.output else ""
+    print(f"· wrote {count} conversations{where}", file=sys.stderr)
+    return 0
+
+
+@_clean_errors
+def cmd_privacy_purge(args) -> int:
+    from voice_tutor.classroom.privacy import purge
+    from voice_tutor.classroom.settings import load_privacy_config
+
+    days = args.older_than if args.older_than is not None else load_privacy_config(args.config).retention_days
+    if days is None:
+        return _fail("give --older-than DAYS (or set [privacy] retention_days in --config)")
+    if not args.yes:
+        return _fail(f"purging deletes every transcript older than {days} days for good; add --yes to do it")
+    with _classroom_db(args) as store:
+        count = purge(store, days)
+    print(f"deleted {count} turns of sessions older than {days} days", file=sys.stderr)
+    return 0
+
+
+def _add_classroom_commands(commands) -> None:
+    store_options = argparse.ArgumentParser(add_help=False)
+    store_options.add_argument("--db", type=Path, metavar="PATH",
+                               help="the learner database (default ~/.local/share/voice-tutor/tutor.db)")
+    store_options.add_argument("--config", type=Path, help="a TOML configuration file ([dialogue] store, [privacy])")
+
+    room = commands.add_parser("class", help="create classes and put learners in them")
+    actions = room.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", parents=[store_options], help="a new class (or set its teacher)")
+    create.add_argument("name")
+    create.add_argument("--teacher", help="the teacher's name")
+    create.set_defaults(run=cmd_class_create)
+    add = actions.add_parser("add", parents=[store_options], help="put learners in a class (new names are created)")
+    add.add_argument("name")
+    add.add_argument("learners", nargs="+", metavar="LEARNER")
+    add.set_defaults(run=cmd_class_add)
+    remove = actions.add_parser("remove", parents=[store_options], help="take learners out of a class")
+    remove.add_argument("name")
+    remove.add_argument("learners", nargs="+", metavar="LEARNER")
+    remove.set_defaults(run=cmd_class_remove)
+    listing = actions.add_parser("list", parents=[store_options], help="every class, its teacher and learners")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_class_list)
+
+    report = commands.add_parser("report", parents=[store_options],
+                                 help="progress report of a class or learner: CSV, plots, HTML, PDF")
+    report.add_argument("target", metavar="CLASS|LEARNER")
+    report.add_argument("--out", type=Path, metavar="DIR", help="where to write (default ./report-TARGET)")
+    report.add_argument("--format", default="html,csv,pdf", help="any of html,csv,pdf (default all)")
+    report.add_argument("--lessons-dir", type=Path, help="lessons, for misconceptions and drop-off (default bundled)")
+    report.set_defaults(run=cmd_report)
+
+    export = commands.add_parser("export", help="export data for other uses")
+    kinds = export.add_subparsers(dest="kind", required=True, metavar="KIND")
+    training = kinds.add_parser("training", parents=[store_options],
+                                help="rated conversations as OpenAI chat fine-tuning JSONL, personal data removed")
+    training.add_argument("--min-rating", type=int, default=1, metavar="N",
+                          help="train on tutor turns whose ratings sum to at least N (default 1)")
+    training.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    training.set_defaults(run=cmd_export_training)
+
+    privacy = commands.add_parser("privacy", help="retention of transcripts")
+    pactions = privacy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    purge = pactions.add_parser("purge", parents=[store_options], help="delete transcripts older than the retention period")
+    purge.add_argument("--older-than", type=int, metavar="DAYS", help="default: [privacy] retention_days")
+    purge.add_argument("--yes", action="store_true", help="really delete (required)")
+    purge.set_defaults(run=cmd_privacy_purge)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voice-tutor", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -621,6 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=cmd_bench)
 
     _add_learner_commands(commands)
+    _add_classroom_commands(commands)
     return parser
 
 

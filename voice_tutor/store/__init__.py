@@ -12,6 +12,9 @@ Every method is blocking and thread-safe: from async code call it through
 """
 
 from voice_tutor.store.records import (
+    SURVEY_QUESTIONS,
+    ClassNotFound,
+    ClassRoom,
     Learner,
     LearnerNotFound,
     NotFound,
@@ -24,6 +27,9 @@ from voice_tutor.store.records import (
 from voice_tutor.store.sqlite import Store, default_path
 
 __all__ = [
+    "SURVEY_QUESTIONS",
+    "ClassNotFound",
+    "ClassRoom",
     "Learner",
     "LearnerNotFound",
     "NotFound",

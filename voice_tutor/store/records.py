@@ -92,3 +92,41 @@ class ReviewEntry:
     skill_id: str
     card: str
     due: datetime
+
+
+class ClassNotFound(NotFound):
+    """No class with that name; create one with ``Store.create_class``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no class named {name!r}")
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class ClassRoom:
+    """A class: its teacher and its learners (by name, sorted)."""
+
+    id: int
+    name: str
+    teacher: str | None
+    members: tuple[str, ...]
+    created_at: datetime
+
+
+SURVEY_QUESTIONS: dict[str, str] = {
+    "helpful": "How much did the tutor help you today?",
+    "clear": "How clear were the tutor's explanations?",
+    "pace": "Was the pace right for you?",
+    "enjoyed": "How much did you enjoy the session?",
+}
+"""The end-of-session survey: each answered 1 (not at all) to 5 (very), plus free text."""
+
+
+@dataclass(frozen=True, slots=True)
+class XapiQueued:
+    """One statement in the outbox, in enqueue order (``id``)."""
+
+    id: int
+    statement_id: str
+    statement: str
+    attempts: int

@@ -85,4 +85,48 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE INDEX ratings_by_turn ON ratings (turn_id);
     """,
+    # 2: classes and their learners, end-of-session surveys, pseudonyms for learning
+    # systems, and the durable outbox of xAPI statements (delivered ones are marked).
+    """
+    CREATE TABLE classes (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        teacher     TEXT,
+        created_at  TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE class_members (
+        class_id    INTEGER NOT NULL REFERENCES classes (id) ON DELETE CASCADE,
+        learner_id  INTEGER NOT NULL REFERENCES learners (id) ON DELETE CASCADE,
+        PRIMARY KEY (class_id, learner_id)
+    ) STRICT;
+    CREATE INDEX class_members_by_learner ON class_members (learner_id);
+
+    CREATE TABLE surveys (
+        id          INTEGER PRIMARY KEY,
+        session_id  INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        answers     TEXT NOT NULL CHECK (json_valid(answers)),
+        comment     TEXT,
+        at          TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX surveys_by_session ON surveys (session_id);
+
+    CREATE TABLE pseudonyms (
+        learner_id  INTEGER PRIMARY KEY REFERENCES learners (id) ON DELETE CASCADE,
+        pseudonym   TEXT NOT NULL UNIQUE
+    ) STRICT;
+
+    CREATE TABLE xapi_outbox (
+        id           INTEGER PRIMARY KEY,
+        statement_id TEXT NOT NULL UNIQUE,
+        learner_id   INTEGER REFERENCES learners (id) ON DELETE CASCADE,
+        statement    TEXT NOT NULL CHECK (json_valid(statement)),
+        created_at   TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        delivered_at TEXT
+    ) STRICT;
+    CREATE INDEX xapi_outbox_pending ON xapi_outbox (delivered_at, id);
+    CREATE INDEX xapi_outbox_by_learner ON xapi_outbox (learner_id);
+    """,
 )

@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -27,6 +28,9 @@ from pathlib import Path
 
 from voice_tutor.store.records import (
     ROLES,
+    SURVEY_QUESTIONS,
+    ClassNotFound,
+    ClassRoom,
     Learner,
     LearnerNotFound,
     NotFound,
@@ -35,6 +39,7 @@ from voice_tutor.store.records import (
     Role,
     StoreError,
     Turn,
+    XapiQueued,
 )
 from voice_tutor.store.schema import MIGRATIONS
 
@@ -400,6 +405,193 @@ class Store:
             ).fetchall()
         return [_review_from_row(row) for row in rows]
 
+    # Ratings by position, surveys
+
+    def rate_turn(
+        self,
+        session_id: int,
+        index: int,
+        rating: int,
+        comment: str | None = None,
+        *,
+        at: datetime | None = None,
+    ) -> int:
+        """Thumbs up (+1) or down (-1) on the turn at ``index`` of the session; returns the rating id."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT id FROM turns WHERE session_id = ? AND idx = ?", (session_id, index)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no turn {index} in session {session_id}")
+        return self.add_rating(row[0], rating, comment, at=at)
+
+    def add_survey(
+        self,
+        session_id: int,
+        answers: Mapping[str, int],
+        comment: str | None = None,
+        *,
+        at: datetime | None = None,
+    ) -> int:
+        """Keep the end-of-session survey: each of ``SURVEY_QUESTIONS`` answered 1 to 5 (some may be skipped)."""
+        unknown = sorted(set(answers) - set(SURVEY_QUESTIONS))
+        if unknown:
+            raise ValueError(f"unknown survey questions: {', '.join(unknown)}")
+        for key, value in answers.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+                raise ValueError(f"survey answer {key!r} must be an integer from 1 to 5, not {value!r}")
+        with self._transaction(write=True) as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+                raise NotFound(f"no session {session_id}")
+            cursor = db.execute(
+                "INSERT INTO surveys (session_id, answers, comment, at) VALUES (?, ?, ?, ?)",
+                (session_id, json.dumps(dict(answers)), comment, _iso(at)),
+            )
+            return cursor.lastrowid
+
+    # Classes
+
+    def create_class(self, name: str, teacher: str | None = None, *, at: datetime | None = None) -> ClassRoom:
+        """The class called ``name``, created if new (an existing class gets ``teacher`` if given)."""
+        if not name.strip():
+            raise ValueError("a class needs a non-empty name")
+        with self._transaction(write=True) as db:
+            db.execute(
+                "INSERT INTO classes (name, teacher, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET teacher = COALESCE(excluded.teacher, classes.teacher)",
+                (name, teacher, _iso(at)),
+            )
+            return _class(db, name)
+
+    def add_to_class(self, name: str, learners: list[str] | tuple[str, ...]) -> ClassRoom:
+        """Add existing learners to the class (already members stay once)."""
+        with self._transaction(write=True) as db:
+            class_id = _class(db, name).id
+            for learner in learners:
+                db.execute(
+                    "INSERT INTO class_members (class_id, learner_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (class_id, _learner_id(db, learner)),
+                )
+            return _class(db, name)
+
+    def remove_from_class(self, name: str, learners: list[str] | tuple[str, ...]) -> ClassRoom:
+        with self._transaction(write=True) as db:
+            class_id = _class(db, name).id
+            for learner in learners:
+                db.execute(
+                    "DELETE FROM class_members WHERE class_id = ? AND learner_id = ?",
+                    (class_id, _learner_id(db, learner)),
+                )
+            return _class(db, name)
+
+    def get_class(self, name: str) -> ClassRoom:
+        with self._transaction() as db:
+            return _class(db, name)
+
+    def list_classes(self) -> list[ClassRoom]:
+        with self._transaction() as db:
+            names = [row[0] for row in db.execute("SELECT name FROM classes ORDER BY name")]
+            return [_class(db, name) for name in names]
+
+    # Learning systems (xAPI): pseudonyms and the durable outbox
+
+    def learner_pseudonym(self, name: str) -> str:
+        """A stable random id for the learner, for systems that must not see the name."""
+        with self._transaction(write=True) as db:
+            learner_id = _learner_id(db, name)
+            db.execute(
+                "INSERT INTO pseudonyms (learner_id, pseudonym) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (learner_id, str(uuid.uuid4())),
+            )
+            return db.execute(
+                "SELECT pseudonym FROM pseudonyms WHERE learner_id = ?", (learner_id,)
+            ).fetchone()[0]
+
+    def enqueue_xapi(self, learner: str | None, statements: list[dict]) -> list[str]:
+        """Queue statements durably, in order; each gets its UUID ``id`` here if it has none."""
+        ids = []
+        with self._transaction(write=True) as db:
+            learner_id = _learner_id(db, learner) if learner is not None else None
+            for statement in statements:
+                statement = dict(statement)
+                statement.setdefault("id", str(uuid.uuid4()))
+                db.execute(
+                    "INSERT INTO xapi_outbox (statement_id, learner_id, statement, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (statement["id"], learner_id, json.dumps(statement, ensure_ascii=False), _iso(None)),
+                )
+                ids.append(statement["id"])
+        return ids
+
+    def pending_xapi(self, limit: int = 50) -> list[XapiQueued]:
+        """The oldest undelivered statements, in enqueue order."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT id, statement_id, statement, attempts FROM xapi_outbox"
+                " WHERE delivered_at IS NULL ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [XapiQueued(*row) for row in rows]
+
+    def mark_xapi(self, ids: list[int], *, delivered: bool, error: str | None = None) -> None:
+        """Mark outbox rows delivered, or count a failed attempt on them."""
+        with self._transaction(write=True) as db:
+            for row_id in ids:
+                if delivered:
+                    db.execute(
+                        "UPDATE xapi_outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL"
+                        " WHERE id = ?",
+                        (_iso(None), row_id),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE xapi_outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                        (error, row_id),
+                    )
+
+    def xapi_counts(self) -> dict[str, int]:
+        with self._transaction() as db:
+            pending, delivered = db.execute(
+                "SELECT COUNT(*) FILTER (WHERE delivered_at IS NULL),"
+                " COUNT(*) FILTER (WHERE delivered_at IS NOT NULL) FROM xapi_outbox"
+            ).fetchone()
+        return {"pending": pending, "delivered": delivered}
+
+    # Retention
+
+    def purge_transcripts(self, before: datetime) -> int:
+        """Delete the turns (and their ratings) of sessions started before ``before``; returns how many.
+
+        Sessions, assessments and mastery stay (they hold no words); survey
+        comments of those sessions are cleared too.
+        """
+        cutoff = _iso(before)
+        with self._transaction(write=True) as db:
+            count = db.execute(
+                "DELETE FROM turns WHERE session_id IN (SELECT id FROM sessions WHERE started_at < ?)",
+                (cutoff,),
+            ).rowcount
+            db.execute(
+                "UPDATE surveys SET comment = NULL"
+                " WHERE session_id IN (SELECT id FROM sessions WHERE started_at < ?)",
+                (cutoff,),
+            )
+        self._checkpoint()
+        return count
+
+    def _checkpoint(self) -> None:
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # Reading for reports
+
+    def read(self, sql: str, parameters: tuple | Mapping = ()) -> list[sqlite3.Row]:
+        """Rows of one read-only query from one snapshot (for reports and analytics)."""
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise ValueError("Store.read runs SELECT queries only")
+        with self._transaction() as db:
+            return db.execute(sql, parameters).fetchall()
+
     # Export
 
     def export_learner(self, name: str) -> dict:
@@ -538,6 +730,23 @@ def _learner(db: sqlite3.Connection, name: str) -> Learner:
     if row is None:
         raise LearnerNotFound(name)
     return _learner_from_row(row)
+
+
+def _class(db: sqlite3.Connection, name: str) -> ClassRoom:
+    row = db.execute("SELECT * FROM classes WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise ClassNotFound(name)
+    members = tuple(
+        member for (member,) in db.execute(
+            "SELECT learners.name FROM class_members JOIN learners ON learners.id = class_members.learner_id"
+            " WHERE class_members.class_id = ? ORDER BY learners.name",
+            (row["id"],),
+        )
+    )
+    return ClassRoom(
+        id=row["id"], name=row["name"], teacher=row["teacher"], members=members,
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
 
 
 def _learner_from_row(row: sqlite3.Row) -> Learner:
