@@ -13,6 +13,7 @@ never holds it twice.
 Wiring into a session (beside ``store.recorder.TurnRecorder``)::
 
     recorder = XapiRecorder(store, learner_name, lesson_id, homepage=xapi_config.homepage)
+    await recorder.start()                     # before the first answer: queues "experienced"
     task = asyncio.create_task(recorder.run(session.subscribe()))
     ...
     task.cancel(); await recorder.close()      # drains, then queues "completed"
@@ -121,10 +122,18 @@ class XapiRecorder:
         self._started = time.monotonic()
         self._events: asyncio.Queue[Event] | None = None
         self._pseudonym: str | None = None
+        self._cursor = 0
 
     async def start(self) -> None:
         if self._pseudonym is None:
             self._pseudonym = await asyncio.to_thread(self._store.learner_pseudonym, self._learner)
+            rows = await asyncio.to_thread(
+                self._store.read,
+                "SELECT COALESCE(MAX(assessments.id), 0) FROM assessments"
+                " JOIN learners ON learners.id = assessments.learner_id WHERE learners.name = ?",
+                (self._learner,),
+            )
+            self._cursor = rows[0][0]
             self._started = time.monotonic()
             await self._enqueue([self._statement("experienced")])
 
@@ -152,13 +161,18 @@ class XapiRecorder:
     async def _on_mastery(self, event: MasteryUpdated) -> None:
         await self.start()
         key = f"{self._lesson}/{event.skill_id}"
+        # The answer this event reports: the oldest stored one of this skill not yet reported (the
+        # memory stores each answer before publishing it, and this recorder may lag behind).
         rows = await asyncio.to_thread(
             self._store.read,
-            "SELECT question_id FROM assessments JOIN learners ON learners.id = assessments.learner_id"
-            " WHERE learners.name = ? AND skill_id = ? ORDER BY at DESC, assessments.id DESC LIMIT 1",
-            (self._learner, key),
+            "SELECT assessments.id, question_id FROM assessments JOIN learners ON learners.id = assessments.learner_id"
+            " WHERE learners.name = ? AND skill_id = ? AND assessments.id > ? ORDER BY assessments.id LIMIT 1",
+            (self._learner, key, self._cursor),
         )
-        question = rows[0][0] if rows else event.skill_id
+        if rows:
+            self._cursor, question = rows[0][0], rows[0][1]
+        else:
+            question = event.skill_id
         statements = [self._statement("answered", kind="question", item=question, success=event.correct,
                                       scaled=event.p_known)]
         if event.mastered and event.skill_id not in self._mastered:
