@@ -131,3 +131,17 @@ def test_transcript_redaction_when_configured(tmp_path):
         session = store.start_session("Maya Lindqvist", "arithmetic")
         store.add_turn(session, "learner", redactor(said))
         assert json.dumps([t.text for t in store.session_turns(session)]).count("[name]") >= 2
+
+
+def test_learner_export_includes_classes_surveys_and_statements(tmp_path):
+    with Store.open(tmp_path / "tutor.db") as store:
+        store.create_class("5B")
+        zed = seed_learner(store, "Zed Quixworth", "zed.q@example.org", T0)
+        store.add_to_class("5B", ["Zed Quixworth"])
+        exported = store.export_learner("Zed Quixworth")
+    assert exported["classes"] == ["5B"]
+    assert exported["sessions"][0]["surveys"][0]["answers"] == {"helpful": 5, "enjoyed": 4}
+    assert exported["xapi"]["pseudonym"] == zed["pseudonym"]
+    assert [s["statement"]["id"] for s in exported["xapi"]["statements"]] == zed["statement_ids"]
+    assert exported["xapi"]["statements"][0]["delivered_at"] is not None
+    assert exported["xapi"]["statements"][1]["delivered_at"] is None

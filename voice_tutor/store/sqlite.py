@@ -620,6 +620,13 @@ class Store:
                             ],
                         }
                     )
+                surveys = [
+                    {"answers": json.loads(answers), "comment": comment, "at": when}
+                    for answers, comment, when in db.execute(
+                        "SELECT answers, comment, at FROM surveys WHERE session_id = ? ORDER BY id",
+                        (session_id,),
+                    )
+                ]
                 sessions.append(
                     {
                         "id": session_id,
@@ -627,6 +634,7 @@ class Store:
                         "started_at": started_at,
                         "ended_at": ended_at,
                         "turns": turns,
+                        "surveys": surveys,
                     }
                 )
             assessments = [
@@ -653,6 +661,24 @@ class Store:
                     (learner.id,),
                 )
             ]
+            classes = [
+                name for (name,) in db.execute(
+                    "SELECT classes.name FROM class_members JOIN classes ON classes.id = class_members.class_id"
+                    " WHERE class_members.learner_id = ? ORDER BY classes.name",
+                    (learner.id,),
+                )
+            ]
+            pseudonym = db.execute(
+                "SELECT pseudonym FROM pseudonyms WHERE learner_id = ?", (learner.id,)
+            ).fetchone()
+            statements = [
+                {"statement": json.loads(text), "queued_at": queued, "delivered_at": delivered}
+                for text, queued, delivered in db.execute(
+                    "SELECT statement, created_at, delivered_at FROM xapi_outbox"
+                    " WHERE learner_id = ? ORDER BY id",
+                    (learner.id,),
+                )
+            ]
             schema_version = db.execute("PRAGMA user_version").fetchone()[0]
         return {
             "format": EXPORT_FORMAT,
@@ -670,6 +696,8 @@ class Store:
             "assessments": assessments,
             "mastery": mastery,
             "reviews": reviews,
+            "classes": classes,
+            "xapi": {"pseudonym": pseudonym[0] if pseudonym else None, "statements": statements},
         }
 
 
