@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import ssl
 import socket
 import sqlite3
 import subprocess
@@ -35,10 +37,11 @@ class Lrs:
     def __init__(self, data: Path, port: int):
         self.data, self.port, self.process = data, port, None
 
-    def start(self, fail_first: int = 0) -> None:
+    def start(self, fail_first: int = 0, tls: tuple[Path, Path] | None = None) -> None:
+        extra = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
         self.process = subprocess.Popen(
             [sys.executable, str(SERVER), "--port", str(self.port), "--data", str(self.data),
-             "--fail-first", str(fail_first)], stdout=subprocess.PIPE, text=True,
+             "--fail-first", str(fail_first), *extra], stdout=subprocess.PIPE, text=True,
         )
         assert self.process.stdout.readline().strip() == f"PORT {self.port}"
 
@@ -182,3 +185,25 @@ def test_xapi_config_from_the_same_toml_file(tmp_path):
     with pytest.raises(ConfigError, match=r"\[xapi\].endpint: unknown key"):
         load_xapi_config(path)
     assert load_xapi_config(None).endpoint is None
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+async def test_statements_go_over_https_with_the_configured_ca(store, lrs, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    lrs.start(tls=(cert, key))
+    await record_a_session(store)
+    endpoint = f"https://127.0.0.1:{lrs.port}/xapi"
+    untrusted = XapiSender(store, XapiConfig(endpoint=endpoint, username="lrs-key", password="lrs-secret"))
+    with pytest.raises(LrsError, match="CERTIFICATE_VERIFY_FAILED"):
+        untrusted.send_pending()
+    sender = XapiSender(store, XapiConfig(endpoint=endpoint, username="lrs-key", password="lrs-secret",
+                                          ca_file=str(cert)))
+    assert sender.send_pending() == 5
+    request = urllib.request.Request(f"{endpoint}/statements", headers={"Authorization": AUTH})
+    with urllib.request.urlopen(request, timeout=5, context=ssl.create_default_context(cafile=str(cert))) as reply:
+        assert [s["id"] for s in json.loads(reply.read())["statements"]] == [s["id"] for s in queued(store)]

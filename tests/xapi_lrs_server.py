@@ -11,7 +11,7 @@ A statement id it already holds with the same content is not stored again;
 with other content the batch is refused with 409.  The first N requests (and
 any after ``POST /control {"fail_next": N}``) get 503.  ``GET
 /xapi/statements`` answers ``{"statements": [...]}`` in stored order and
-``GET /stats`` the request counts.
+``GET /stats`` the request counts.  ``--tls-cert/--tls-key`` serve HTTPS.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import argparse
 import base64
 import json
 import re
+import ssl
 import sys
 import threading
 from datetime import datetime
@@ -217,9 +218,15 @@ def main() -> None:
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--user", default="lrs-key")
     parser.add_argument("--password", default="lrs-secret")
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (and --tls-key)")
+    parser.add_argument("--tls-key", type=Path)
     args = parser.parse_args()
     lrs = Lrs(args.data, args.fail_first, args.user, args.password)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(lrs))
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"PORT {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
