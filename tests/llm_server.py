@@ -10,6 +10,7 @@ a test can assert on what was sent.
 prints ``PORT <n>`` as its first line, then serves on 127.0.0.1:
 
 * ``GET /v1/models`` lists ``--model`` (404 with ``--no-models``).
+* ``POST /v1/moderations`` flags inputs containing ``--flag-word`` as violence.
 * ``POST /v1/chat/completions`` answers ``--reply`` (``{user}`` is the last
   user message), streamed word by word as ``chat.completion.chunk`` SSE events
   (``stream: true``) or whole.  A last user message containing the word
@@ -46,6 +47,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ARGUMENT_PIECE = 5
 """Characters of tool-call arguments per chunk: small, so fragments split JSON tokens."""
 
+
+MODERATION_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+    "self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "sexual/minors",
+    "violence", "violence/graphic",
+)
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, as real endpoints do
@@ -94,7 +101,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send_error(400, "Body is not JSON.", "invalid_json")
             return
         self._log({"event": "request", "method": "POST", "path": self.path, "body": body})
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        if self.path.rstrip("/") == "/v1/moderations" and self._authorized():
+            self._moderate(body)
+        elif self.path.rstrip("/") != "/v1/chat/completions":
             self._send_error(404, f"No route {self.path}", "not_found")
         elif self._authorized():
             if self.options.fail_status:
@@ -103,6 +112,20 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_error(404, f"The model `{body.get('model')}` does not exist.", "model_not_found")
             else:
                 self._complete(body)
+
+    def _moderate(self, body: dict) -> None:
+        """OpenAI's moderation shape: ``--flag-word`` in the input flags it as violence."""
+        text = body.get("input") or ""
+        texts = text if isinstance(text, list) else [text]
+        results = []
+        for item in texts:
+            flagged = self.options.flag_word.lower() in str(item).lower()
+            categories = {name: False for name in MODERATION_CATEGORIES}
+            categories["violence"] = flagged
+            scores = {name: (0.9 if categories[name] else 0.01) for name in MODERATION_CATEGORIES}
+            results.append({"flagged": flagged, "categories": categories, "category_scores": scores})
+        self._send_json(200, {"id": f"modr-{int(time.time() * 1000)}", "model": "omni-moderation-test",
+                              "results": results})
 
     def _complete(self, body: dict) -> None:
         user = next((m.get("content") or "" for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
@@ -227,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fail-status", type=int, help="answer every completion with this HTTP status")
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--break-after", type=int, help="drop the connection after this many words of a stream")
+    parser.add_argument("--flag-word", default="dragonfire",
+                        help="/v1/moderations flags any input containing this word as violence")
     parser.add_argument("--no-models", action="store_true", help="answer /v1/models with 404, as some servers do")
     options = parser.parse_args(argv)
     json.loads(options.tool_arguments)  # fail at start, not mid-test

@@ -90,6 +90,8 @@ class LLMConfig:
     timeout_s: StrictFloat = 20.0
     temperature: StrictFloat = 0.4
     max_tokens: StrictInt = 300
+    moderation: StrictBool = False
+    """Also check learner words with the endpoint's moderation API (OpenAI's), on top of the local filter."""
 
 
 @dataclass

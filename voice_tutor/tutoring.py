@@ -66,7 +66,14 @@ async def build_tutor(
             offline,
             lambda error: publish(SessionNotice(level="warning", message=f"{error}; the offline tutor answers instead")),
         )
-    return SafeTutor(tutor, lambda verdict: publish(SafetyAlert(
+    moderation_client = None
+    if config.llm.base_url and config.llm.moderation:
+        import openai
+
+        moderation_client = openai.AsyncOpenAI(
+            base_url=config.llm.base_url, api_key=config.llm.api_key or "not-needed", max_retries=0
+        )
+    return SafeTutor(tutor, moderation_client=moderation_client, on_alert=lambda verdict: publish(SafetyAlert(
         direction=verdict.source, category=str(verdict.category), severity=verdict.severity,
         excerpt=verdict.redacted_text[:200],
     )))
