@@ -68,6 +68,9 @@ CLOSE_UNSUPPORTED_VERSION = 4002
 CLOSE_REPLACED = 4004  # the same client resumed on another connection
 CLOSE_SLOW_CONSUMER = 4008  # reconnect and resume
 CLOSE_RATE_LIMITED = 4029
+CLOSE_SESSION_ENDED = 4010  # the learner's session ended (idle, a teacher, a new sign-in): sign in again
+SESSION_ENDED = "session_ended"
+"""``notice.level`` of the notice that tells a room its learner's session ended (message: the reason)."""
 
 
 class ProtocolError(Exception):

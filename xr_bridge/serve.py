@@ -5,13 +5,32 @@ on one port (the page from ``assets/web`` over HTTP, the protocol at
 ``/ws``) with a :class:`~xr_bridge.voice.VoiceRoom` per room, and prints the
 page's address with ready-made join tokens for a learner, a teacher and an
 observer.  ``python -m xr_bridge.serve`` runs the same command on its own.
+
+Classroom additions on the same port (JSON over HTTP ``GET``; secrets travel in
+``Authorization: Bearer …`` headers, never in URLs the server sees):
+
+* ``--kiosk``: the page at ``/?kiosk=KEY`` (the printed kiosk link) shows a
+  sign-in screen; ``/api/kiosk/signin?name=Ada`` ends whatever session the
+  kiosk's room holds and returns a learner token for it;
+  ``/api/kiosk/signout`` ends it.  ``--idle-timeout`` ends a silent session,
+  and the learner database (``--db``) is on by default, so progress survives.
+* The teacher dashboard ``/dashboard.html`` logs in with ``--teacher-password``
+  (printed in the link's ``#key=`` fragment when generated):
+  ``/api/teacher/rooms`` lists the live rooms with a teacher token for each,
+  ``/api/teacher/end?room=R`` ends the learner's session in room R.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
+import os
+import re
+import time
 import secrets
 import signal
 import socket
@@ -24,6 +43,9 @@ from urllib.parse import urlencode
 from voice_tutor.config import ASSETS_DIR, Config, load_config, with_overrides
 
 WEB_DIR = ASSETS_DIR / "web"
+TEACHER_PASSWORD_ENV = "VOICE_TUTOR_TEACHER_PASSWORD"
+KIOSK_NAME = re.compile(r"^[\w][\w .'-]{0,39}$")
+"""What a learner may type at the kiosk: a short code or a first name."""
 THREE_MODULE = Path("node_modules/three/build/three.module.js")
 
 
@@ -60,6 +82,14 @@ def add_serve_command(subparsers, parents: Sequence[argparse.ArgumentParser] = (
     serve.add_argument("--llm-url", help="an OpenAI-compatible endpoint (default: the offline tutor)")
     serve.add_argument("--llm-model", help="the model to ask at --llm-url")
     serve.add_argument("--db", type=Path, help="remember each room's first learner in this learner database")
+    serve.add_argument("--kiosk", action="store_true",
+                       help="classroom kiosk: learners sign in on the page, one at a time, in --room")
+    serve.add_argument("--idle-timeout", type=float, metavar="SECONDS",
+                       help="end a learner's session after this long without activity "
+                            "(default 120 with --kiosk, never otherwise; 0: never)")
+    serve.add_argument("--teacher-password",
+                       help="the teacher dashboard's password, at least 8 characters "
+                            f"(default ${TEACHER_PASSWORD_ENV}, else random and printed in the dashboard link)")
     serve.add_argument("--static-dir", type=Path, default=WEB_DIR, help=argparse.SUPPRESS)
     serve.set_defaults(run=run_serve)
     return serve
@@ -89,6 +119,18 @@ def run_serve(args: argparse.Namespace) -> int:
         return _fail("--tls-key needs --tls-cert")
     if not 0 < args.token_hours <= 24 * 365:
         return _fail("--token-hours must be above 0 and at most a year")
+    if args.idle_timeout is not None and args.idle_timeout < 0:
+        return _fail("--idle-timeout must be 0 (never) or more seconds")
+    args.teacher_password = args.teacher_password or os.environ.get(TEACHER_PASSWORD_ENV) or None
+    args.teacher_password_printed = args.teacher_password is None
+    if args.teacher_password is None:
+        args.teacher_password = secrets.token_urlsafe(12)
+    elif len(args.teacher_password) < 8:
+        return _fail("--teacher-password must be at least 8 characters")
+    if args.kiosk and args.db is None:
+        from voice_tutor.store.sqlite import default_path
+
+        args.db = default_path()  # a kiosk remembers its learners' progress
     try:
         return asyncio.run(_serve(args, _config(args), secret))
     except KeyboardInterrupt:
@@ -131,16 +173,21 @@ async def _serve(args: argparse.Namespace, config: Config, secret: bytes) -> int
             from voice_tutor.store import Store
 
             store = await asyncio.to_thread(Store.open, args.db)
+        idle = args.idle_timeout if args.idle_timeout is not None else (120.0 if args.kiosk else 0.0)
+        classroom = Classroom(secret, args.room, args.teacher_password, kiosk=args.kiosk,
+                              ttl_s=args.token_hours * 3600)
         server = BridgeServer(
             secret, host=args.host, port=args.port, static_dir=static_dir, ssl=tls,
-            session_factory=voice_session_factory(models, config, store=store),
+            session_factory=voice_session_factory(models, config, store=store, idle_timeout_s=idle or None),
+            routes=classroom.routes(),
         )  # fmt: skip
+        classroom.server = server
         try:
             await server.start()
         except OSError as error:
             return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
         try:
-            _announce(server, args, lesson.title, lesson.id)
+            _announce(server, args, lesson.title, lesson.id, classroom)
             await _until_stopped()
         finally:
             _progress("stopping…")
@@ -156,7 +203,7 @@ def page_url(base: str, room: str, role: str, name: str, token: str) -> str:
     return f"{base}?{urlencode({'room': room, 'role': role, 'name': name, 'token': token})}"
 
 
-def _announce(server, args: argparse.Namespace, title: str, lesson_id: str) -> None:
+def _announce(server, args: argparse.Namespace, title: str, lesson_id: str, classroom: Classroom) -> None:
     host = args.host
     if host in ("0.0.0.0", "::", ""):
         host = socket.gethostname()
@@ -169,9 +216,99 @@ def _announce(server, args: argparse.Namespace, title: str, lesson_id: str) -> N
         for role, name in (("learner", args.learner), ("teacher", "Teacher"), ("observer", "Observer"))
     ]
     print(f"voice-tutor serve: {title} ({lesson_id}), room {args.room!r}, on {base}", flush=True)
+    if args.kiosk:
+        print(f"  {'kiosk:':<11}{base}?{urlencode({'kiosk': classroom.kiosk_key})}", flush=True)
+    key = f"#{urlencode({'key': args.teacher_password})}" if args.teacher_password_printed else ""
+    print(f"  {'dashboard:':<11}{base}dashboard.html{key}", flush=True)
     for role, url in links:
-        print(f"  {role + ':':<10}{url}", flush=True)
+        print(f"  {role + ':':<11}{url}", flush=True)
     print(f"  (links work for {args.token_hours:g} h; Ctrl+C stops the server)", flush=True)
+
+
+def _bearer(request) -> str:
+    value = request.headers.get("Authorization", "")
+    return value[7:].strip() if value[:7].lower() == "bearer " else ""
+
+
+def _same(given: str, expected: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+class Classroom:
+    """The kiosk's sign-in and the teacher dashboard's room list: HTTP routes of the bridge.
+
+    ``kiosk_key`` (derived from the token secret, so stable across restarts)
+    lets the kiosk page sign learners in to ``room``; ``teacher_password``
+    lets the dashboard list rooms and get a teacher token for each.
+    """
+
+    def __init__(self, secret: bytes, room: str, teacher_password: str, *, kiosk: bool, ttl_s: float):
+        self.room = room
+        self.kiosk = kiosk
+        self.teacher_password = teacher_password
+        self.ttl_s = ttl_s
+        digest = hmac.new(secret, b"voice-tutor kiosk key", hashlib.sha256).digest()
+        self.kiosk_key = base64.urlsafe_b64encode(digest[:18]).decode()
+        self.server = None
+        self.started_at = time.time()
+
+    def routes(self) -> dict:
+        routes = {"/api/teacher/rooms": self.rooms, "/api/teacher/end": self.end}
+        if self.kiosk:
+            routes |= {"/api/kiosk/signin": self.sign_in, "/api/kiosk/signout": self.sign_out}
+        return routes
+
+    async def sign_in(self, request, query: dict[str, str]) -> tuple[int, object]:
+        if not _same(_bearer(request), self.kiosk_key):
+            return 401, {"error": "this page is not a kiosk of this server"}
+        name = " ".join(query.get("name", "").split())
+        if not KIOSK_NAME.match(name):
+            return 400, {"error": "type your code or first name (letters and digits, up to 40)"}
+        room = self.server.rooms.get(self.room)
+        if room is not None and (any(m.role == "learner" for m in room.members) or _has_session(room)):
+            await room.end_conversation("a new learner signed in")
+        token = self.server.make_token(self.room, "learner", name, ttl_s=self.ttl_s)
+        return 200, {"room": self.room, "role": "learner", "name": name, "token": token}
+
+    async def sign_out(self, request, query: dict[str, str]) -> tuple[int, object]:
+        if not _same(_bearer(request), self.kiosk_key):
+            return 401, {"error": "this page is not a kiosk of this server"}
+        room = self.server.rooms.get(self.room)
+        if room is not None:
+            await room.end_conversation("signed out")
+        return 200, {"ended": room is not None}
+
+    async def rooms(self, request, query: dict[str, str]) -> tuple[int, object]:
+        if not _same(_bearer(request), self.teacher_password):
+            return 401, {"error": "wrong teacher password"}
+        listed = []
+        for room_id, room in sorted(self.server.rooms.items()):
+            members = [m.model_dump() for m in room.members]
+            listed.append({
+                "room": room_id,
+                "kiosk": self.kiosk and room_id == self.room,
+                "members": members,
+                "learners": [m["name"] for m in members if m["role"] == "learner"],
+                "alerts": [a.model_dump(exclude_none=True) for a in room.alerts],
+                "sessions_ended": room.sessions_ended,
+                "token": self.server.make_token(room_id, "teacher", "Teacher", ttl_s=self.ttl_s),
+            })  # fmt: skip
+        return 200, {"rooms": listed}
+
+
+    async def end(self, request, query: dict[str, str]) -> tuple[int, object]:
+        """End the learner's session in ``?room=``: the room stays, the next learner starts afresh."""
+        if not _same(_bearer(request), self.teacher_password):
+            return 401, {"error": "wrong teacher password"}
+        room = self.server.rooms.get(query.get("room", ""))
+        if room is None:
+            return 404, {"error": "no such room"}
+        await room.end_conversation("ended by the teacher")
+        return 200, {"ended": room.id}
+
+
+def _has_session(room) -> bool:
+    return getattr(room.session, "session", None) is not None
 
 
 async def _until_stopped() -> None:

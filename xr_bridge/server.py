@@ -33,12 +33,13 @@ import secrets
 import ssl as ssl_module
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Hashable, Iterator
+import json
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -76,6 +77,9 @@ class RoomSession(Protocol):
 
 
 SessionFactory = Callable[["Room"], RoomSession | None]
+
+HttpRoute = Callable[[Request, dict[str, str]], Awaitable[tuple[int, object]]]
+"""An HTTP GET handler of :class:`BridgeServer` (``routes``): the request and its query -> status, JSON body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,17 +190,29 @@ class Client:
         self.rate_violations = 0
         self.last_rate_error = 0.0
         self.closing = False
+        self.token = ""
+        self._sending = False
+        """The join token it came in with (revoked for learners when their session ends)."""
         self._writer = asyncio.create_task(self._write(), name=f"writer {member.client_id}")
 
     async def _write(self) -> None:
         try:
             while True:
-                await self.ws.send(await self.outbox.get())
+                frame = await self.outbox.get()
+                self._sending = True
+                await self.ws.send(frame)
+                self._sending = False
         except ConnectionClosed:
             pass
 
     def send(self, message: p.Message) -> bool:
         return self.outbox.put(p.encode_text(message))
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until what is queued for the client has been written."""
+        deadline = time.monotonic() + timeout
+        while (len(self.outbox) or self._sending) and time.monotonic() < deadline and not self._writer.done():
+            await asyncio.sleep(0.01)
 
     async def close(self, code: int, reason: str, close_timeout: float) -> None:
         """Stop writing and close; a peer that cannot even take the close frame is cut."""
@@ -214,6 +230,7 @@ class _Ticket:
 
     member: p.Member
     expires_at: float | None = None  # None while connected
+    token: str = ""
 
 
 class Room:
@@ -246,6 +263,12 @@ class Room:
         self._captions: deque[p.Caption] = deque(maxlen=limits.captions)
         self._history: deque[p.RoomMessage] = deque()
         self._evicted_seq = 0
+        self.alerts: deque[p.Alert] = deque(maxlen=50)
+        """The latest alerts of the current session (for a teacher's dashboard)."""
+        self.revoked_tokens: set[str] = set()
+        """Learner tokens of ended sessions: they no longer join this room."""
+        self.sessions_ended = 0
+        self._ending = False
 
     def attach(self, session: RoomSession | None) -> None:
         self.session = session
@@ -358,6 +381,8 @@ class Room:
         caption = _caption(message)
         if caption is not None:
             self._captions.append(caption)
+        if isinstance(message, p.Alert):
+            self.alerts.append(message)
         if p.message_type(message) in _NOT_HISTORY:
             return
         self._history.append(message)
@@ -384,7 +409,8 @@ class Room:
             resume_id = secrets.token_urlsafe(18)
         # No await from the snapshot to the registration: the new member sees every seq after it.
         client = Client(member, resume_id, ws, self.limits)
-        self._tickets[resume_id] = _Ticket(member)
+        client.token = request.token
+        self._tickets[resume_id] = _Ticket(member, token=request.token)
         self._clients[member.client_id] = client
         client.send(
             p.Joined(
@@ -451,6 +477,51 @@ class Room:
     def empty(self) -> bool:
         return not self._clients
 
+    async def end_conversation(self, reason: str, *, learner: str | None = None) -> None:
+        """End the learner's session: nothing of it stays for the next learner.
+
+        ``reason`` is a short phrase for people ("ended by the teacher").
+
+        The voice session (``end_conversation`` of the :class:`RoomSession`, if
+        it has one) stops first, so no event of it follows; then every member
+        gets a ``notice`` of level ``session_ended`` (its message says why);
+        captions, resume history, alerts, the scene and simulations are
+        cleared; learners' tokens are revoked for this room and their
+        connections closed with 4010.  Teachers and observers stay.
+        """
+        if self._ending:
+            return
+        self._ending = True
+        try:
+            end = getattr(self.session, "end_conversation", None)
+            if end is not None:
+                await end()
+            learners = [client for client in self.clients() if client.member.role == "learner"]
+            if learner is None and learners:
+                learner = learners[0].member.name
+            for ticket in self._tickets.values():
+                if ticket.member.role == "learner" and ticket.token:
+                    self.revoked_tokens.add(ticket.token)
+            self._tickets = {key: t for key, t in self._tickets.items() if t.member.role != "learner"}
+            for runner in self._runners.values():
+                await runner.stop()
+            self._runners.clear()
+            self._scene.clear()
+            self._captions.clear()
+            self._history.clear()
+            self.alerts.clear()
+            who = f"{learner}'s session" if learner else "The session"
+            await self.publish(p.Notice(session_id=self.id[:128], t=time.monotonic(), level=p.SESSION_ENDED,
+                                        message=f"{who} ended: {reason}."[: p.MAX_TEXT_CHARS]))
+            self._history.clear()
+            self._evicted_seq = self.seq
+            self.sessions_ended += 1
+            await asyncio.gather(*(client.flush(self._close_timeout) for client in learners))  # they read why
+            for client in learners:
+                await self.drop(client, "session_ended", p.CLOSE_SESSION_ENDED)
+        finally:
+            self._ending = False
+
     async def close(self) -> None:
         for runner in self._runners.values():
             await runner.stop()
@@ -460,6 +531,8 @@ class Room:
         if self.session is not None:
             await self.session.close()
 
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
 
 _NOT_HISTORY = p.SCENE_COMMANDS | p.SIM_COMMANDS | {"sim_state", "gaze", "partial_transcript"}
 """State the snapshot already carries, or transient values a late client has no use for."""
@@ -511,6 +584,7 @@ class BridgeServer:
         ws_path: str = "/ws",
         ssl: ssl_module.SSLContext | None = None,
         session_factory: SessionFactory | None = None,
+        routes: dict[str, HttpRoute] | None = None,
         limits: Limits = Limits(),
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -525,6 +599,8 @@ class BridgeServer:
         self.ws_path = ws_path
         self.limits = limits
         self.session_factory = session_factory
+        self.routes: dict[str, HttpRoute] = dict(routes or {})
+        """HTTP GET handlers by path (``/api/...``), answered with JSON on the same port."""
         self.ping_interval = ping_interval
         self.server_name = server_name
         self._requested_port = port
@@ -636,6 +712,8 @@ class BridgeServer:
             return None
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return connection.respond(404, f"The websocket endpoint is {self.ws_path}\n")
+        if path in self.routes:
+            return await self._route(connection, request, path)
         found = await asyncio.to_thread(self._read_static, path)
         if isinstance(found, int):
             return connection.respond(found, "Not found\n" if found == 404 else "Bad path\n")
@@ -649,6 +727,24 @@ class BridgeServer:
             }
         )
         return Response(200, "OK", headers, body)
+
+    async def _route(self, connection: ServerConnection, request: Request, path: str) -> Response:
+        query = {key: values[-1] for key, values in parse_qs(urlsplit(request.path).query).items()}
+        try:
+            status, body = await self.routes[path](request, query)
+        except Exception:
+            log.exception("HTTP %s failed", path)
+            status, body = 500, {"error": "the server failed to handle that request"}
+        data = json.dumps(body, ensure_ascii=False).encode()
+        headers = Headers(
+            {
+                "Content-Type": "application/json; charset=utf-8",
+                "Content-Length": str(len(data)),
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        return Response(status, _REASONS.get(status, "Error"), headers, data)
 
     def _read_static(self, path: str) -> tuple[bytes, str] | int:
         """A file under ``static_dir`` (``index.html`` for folders) and its type, or an HTTP status."""
@@ -731,6 +827,11 @@ class BridgeServer:
                 raise auth.TokenError(f"the token is for {claims.name!r} as {claims.role}")
         except auth.TokenError as exc:
             await self._refuse(ws, p.ProtocolError("unauthorized", str(exc), ref_type="join"), p.CLOSE_UNAUTHORIZED)
+            return None
+        existing = self._rooms.get(claims.room)
+        if existing is not None and join.token in existing.revoked_tokens:
+            exc = p.ProtocolError("unauthorized", "this session has ended; sign in again", ref_type="join")
+            await self._refuse(ws, exc, p.CLOSE_UNAUTHORIZED)
             return None
         room = self.room(claims.room)
         return room, await room.join(ws, claims.role, claims.name, join)

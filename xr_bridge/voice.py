@@ -160,6 +160,8 @@ class VoiceRoom:
         store: Any = None,
         floor: FloorOptions = FloorOptions(),
         tick_s: float = 0.1,
+        idle_timeout_s: float | None = None,
+        alerts: AlertRules | None = None,
     ):
         self.room = room
         self.models = models
@@ -181,6 +183,16 @@ class VoiceRoom:
         """Who spoke the utterance in progress (the floor holder when it started)."""
         self._speakers: dict[int, p.Member] = {}
         self._closed = False
+        self.idle_timeout_s = idle_timeout_s or None
+        """End the learner's session after this long without speech, an action or the tutor talking."""
+        self._last_activity = time.monotonic()
+        self._tutor_speaking = False
+        self._ended_members: set[str] = set()
+        """Learners of ended sessions (still connected for a moment): the next session is not theirs."""
+        self._alerts = _AlertTracker(alerts or AlertRules())
+        self._session_tasks: list[asyncio.Task[Any]] = []
+        self._ending: asyncio.Task[None] | None = None
+        self._seen_learners: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._main(), name=f"voice room {room.id}")]
 
     # --- the RoomSession seam ----------------------------------------------------------
@@ -213,6 +225,8 @@ class VoiceRoom:
         if self._closed or client.role != "learner":
             return
         now = time.monotonic()
+        if not isinstance(action, p.Gaze):
+            self._last_activity = now
         floor = self.floor
         match action:
             case p.PttStart():
@@ -230,10 +244,38 @@ class VoiceRoom:
                 await self._answer(client, choice.replace("_", " ").replace("-", " ").strip())
 
     async def on_teacher_message(self, client: p.Member, message: p.TeacherMessage) -> None:
-        # Shown to the room already.  A hint for the tutor needs Session support (see the report).
+        # Shown to the room already (the learner's page shows hints too).  A hint for the tutor
+        # itself needs dialogue support: it is handed over once the session has an ``add_hint``.
         add_hint = getattr(self.session, "add_hint", None)
         if message.kind == "hint" and add_hint is not None:
             add_hint(message.text)
+
+    async def end_conversation(self) -> None:
+        """Stop the learner's session and forget it; the next learner to join gets a new one.
+
+        Called by :meth:`Room.end_conversation` (idle timeout, a teacher, a kiosk
+        sign-in).  The turns already happened are stored (``Tutoring.run``
+        closes its recorder); nothing of this session stays in the room.
+        """
+        self._ended_members |= {m.client_id for m in self.room.members if m.role == "learner"}
+        current = asyncio.current_task()
+        tasks = [task for task in self._session_tasks if task is not current]
+        self._session_tasks = []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._source.close()
+        self._source = PcmSource(SAMPLE_RATE)
+        self.session = self.tutoring = self._outgoing = None
+        self.ready.clear()
+        self.floor = _Floor(self.floor.options)
+        self._pre_roll.clear()
+        self._resamplers.clear()
+        self._speakers.clear()
+        self._speaker = None
+        self._in_utterance = self._tutor_speaking = False
+        self._alerts = _AlertTracker(self._alerts.rules)
 
     async def close(self) -> None:
         if self._closed:
@@ -245,35 +287,41 @@ class VoiceRoom:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await asyncio.shield(main)
-        for task in self._tasks:
+        tasks = self._tasks + self._session_tasks
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- the session ---------------------------------------------------------------------
 
     async def _main(self) -> None:
-        try:
-            first = await self._first_learner()
-            await self._start(first)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.exception("room %s: the voice session could not start", self.room.id)
+        while not self._closed:
+            try:
+                first = await self._first_learner()
+                await self._start(first)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.exception("room %s: the voice session could not start", self.room.id)
+                self.ready.set()
+                await self._notice("error", f"the voice tutor could not start: {error}")
+                return
             self.ready.set()
-            await self._notice("error", f"the voice tutor could not start: {error}")
+            run = asyncio.create_task(self.tutoring.run(self.session), name=f"voice room {self.room.id} session")
+            self._session_tasks.append(run)
+            await asyncio.wait({run})  # cancelled: end_conversation ended it, and the next learner gets a new one
+            if run.cancelled():
+                continue
+            if (error := run.exception()) is not None:
+                log.error("room %s: the voice session failed", self.room.id, exc_info=error)
+                await self._notice("error", f"the voice tutor stopped: {error}")
             return
-        self.ready.set()
-        try:
-            await self.tutoring.run(self.session)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.exception("room %s: the voice session failed", self.room.id)
-            await self._notice("error", f"the voice tutor stopped: {error}")
 
     async def _first_learner(self) -> p.Member:
         """Wait for a learner (a teacher may open the room before anyone can be taught)."""
-        while not (learners := [m for m in self.room.members if m.role == "learner"]):
+        while not (
+            learners := [m for m in self.room.members if m.role == "learner" and m.client_id not in self._ended_members]
+        ):
             await asyncio.sleep(self._tick_s)
         return learners[0]
 
@@ -288,8 +336,11 @@ class VoiceRoom:
         self.session = session = self.tutoring.session(self.models, self._source, sink)
         session.context.learner_name = first.name
         self._outgoing = session.bus.subscribe(maxsize=4096)
-        self._tasks.append(asyncio.create_task(self._pump(self._outgoing), name=f"voice room {self.room.id} out"))
-        self._tasks.append(asyncio.create_task(self._watch(), name=f"voice room {self.room.id} floor"))
+        self._last_activity = time.monotonic()
+        self._session_tasks.append(
+            asyncio.create_task(self._pump(self._outgoing), name=f"voice room {self.room.id} out")
+        )
+        self._session_tasks.append(asyncio.create_task(self._watch(), name=f"voice room {self.room.id} floor"))
 
     async def _send_tutor_audio(self, pcm: bytes, sample_rate: int) -> None:
         """The PcmSink's callback: queue the audio behind the events already published."""
@@ -324,6 +375,10 @@ class VoiceRoom:
                 log.exception("room %s: forwarding %r failed", self.room.id, type(item).__name__)
 
     async def _forward(self, event: ev.Event) -> None:
+        if isinstance(event, ev.SpeechStarted | ev.FinalTranscript | ev.TutorSpeechStarted | ev.TutorSpeechEnded):
+            self._last_activity = time.monotonic()
+            if isinstance(event, ev.TutorSpeechStarted | ev.TutorSpeechEnded):
+                self._tutor_speaking = isinstance(event, ev.TutorSpeechStarted)
         match event:
             case ev.SpeechStarted(utterance_id=uid):
                 self._in_utterance = True
@@ -339,11 +394,18 @@ class VoiceRoom:
                 if self.floor.holder is not None and not self.floor.ptt:
                     self._release(end_turn=False)  # the turn is over: the floor is free again
         wire = p.event_to_wire(event)
+        derived: list[p.Alert] = []
+        if isinstance(event, ev.MasteryUpdated) and isinstance(wire, p.MasteryUpdate):
+            previous, derived = self._alerts.assessed(event, wire)
+            if previous is not None:
+                wire = wire.model_copy(update={"previous": previous})
         if isinstance(wire, p.RoomMessage):
             speaker = None
             if isinstance(wire, p.LearnerSpeechStarted | p.PartialTranscript | p.FinalTranscript):
                 speaker = self._speakers.get(wire.utterance_id)
             await self.room.publish(wire, sender=speaker)
+            for alert in derived:
+                await self.room.publish(alert)
         elif isinstance(wire, p.AudioChunk):
             await self.room.publish(wire)
         elif wire is None:
@@ -362,10 +424,19 @@ class VoiceRoom:
     # --- taking turns --------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        """Release a floor whose holder went quiet, stopped sending, or left the room."""
+        """Release a floor whose holder went quiet, stopped sending, or left the room; end an idle session."""
         while True:
             await asyncio.sleep(self._tick_s)
+            if self._idle(time.monotonic()):
+                log.info("room %s: no activity for %.0f s, ending the session", self.room.id, self.idle_timeout_s)
+                reason = f"no activity for {self.idle_timeout_s:g} s"
+                self._ending = asyncio.create_task(self.room.end_conversation(reason), name=f"end {self.room.id}")
+                return
             present = {m.client_id for m in self.room.members}
+            learners = {m.client_id for m in self.room.members if m.role == "learner"}
+            if learners - self._seen_learners:  # a learner (re)joined, e.g. after reloading the page
+                self._last_activity = time.monotonic()
+            self._seen_learners = learners
             holder = self.floor.holder
             if holder is not None and holder.client_id not in present:
                 self._release(end_turn=True)
@@ -376,6 +447,15 @@ class VoiceRoom:
                 self._pre_roll.pop(gone, None)
                 for key in [key for key in self._resamplers if key[0] == gone]:
                     del self._resamplers[key]
+
+    def _idle(self, now: float) -> bool:
+        return (
+            self.idle_timeout_s is not None
+            and not self._tutor_speaking
+            and not self._in_utterance
+            and self.floor.holder is None
+            and now - self._last_activity > self.idle_timeout_s
+        )
 
     def _expire(self, now: float) -> None:
         if self.floor.lapsed(now, self._in_utterance):
@@ -427,6 +507,58 @@ class VoiceRoom:
         with contextlib.suppress(Exception):
             await self.room.publish(p.Notice(session_id=self.room.id[:128], t=time.monotonic(), level=level,
                                              message=message[: p.MAX_TEXT_CHARS]))
+
+
+# --- alerts a teacher should see, derived from the learner's assessed answers ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRules:
+    """When a room's session raises an ``alert`` about the learner's answers (once per skill and streak)."""
+
+    repeated_wrong: int = 2
+    """This many wrong answers in a row on one skill: ``repeated_wrong_answers`` (warning)."""
+    stuck_attempts: int = 4
+    """This many assessed answers on one skill this session..."""
+    stuck_below: float = 0.5
+    """...with its mastery still below this: ``stuck_on_skill`` (warning)."""
+
+
+class _AlertTracker:
+    """Per-skill answer streaks of one session; pure bookkeeping."""
+
+    def __init__(self, rules: AlertRules):
+        self.rules = rules
+        self.mastery: dict[str, float] = {}
+        self.wrong_streak: dict[str, int] = {}
+        self.attempts: dict[str, int] = {}
+        self.stuck_told: set[str] = set()
+
+    def assessed(self, event: ev.MasteryUpdated, wire: p.MasteryUpdate) -> tuple[float | None, list[p.Alert]]:
+        """The skill's previous mastery (None the first time) and the alerts this answer raises."""
+        skill, name, rules = event.skill_id, event.skill_name or event.skill_id, self.rules
+        previous = self.mastery.get(skill)
+        self.mastery[skill] = wire.mastery
+        self.attempts[skill] = attempts = self.attempts.get(skill, 0) + 1
+        streak = 0 if event.correct else self.wrong_streak.get(skill, 0) + 1
+        self.wrong_streak[skill] = streak
+        base = {"session_id": wire.session_id, "t": wire.t}
+        who = event.learner or "The learner"
+        alerts = []
+        if streak == rules.repeated_wrong:
+            alerts.append(p.Alert(**base, severity="warning", code="repeated_wrong_answers",
+                                  message=f"{who} answered {streak} questions on {name} wrong in a row"[:500]))
+        if (
+            attempts >= rules.stuck_attempts
+            and wire.mastery < rules.stuck_below
+            and not event.mastered
+            and skill not in self.stuck_told
+        ):
+            self.stuck_told.add(skill)
+            alerts.append(p.Alert(**base, severity="warning", code="stuck_on_skill",
+                                  message=f"{who} seems stuck on {name}: {attempts} answers, "
+                                          f"mastery {round(wire.mastery * 100)}%"[:500]))
+        return previous, alerts
 
 
 # --- simulation requests from the tutor -------------------------------------------------------

@@ -8,6 +8,13 @@
 //
 // URL: /?room=ROOM&role=learner|teacher|observer&name=NAME&token=TOKEN[&handsfree=1]
 // (room, role and name default to the token's claims).
+//
+// Kiosk mode, /?kiosk=KEY (`voice-tutor serve --kiosk` prints it): a sign-in screen; the server
+// issues the learner's token (/api/kiosk/signin).  When the session ends (idle timeout, a teacher,
+// sign-out, the next sign-in) the server says so (a `notice` of level `session_ended`, then close
+// 4010) and the page forgets everything of that learner and shows the sign-in screen again.  A
+// reload keeps the learner signed in (sessionStorage) and rejoins the same session; a lost
+// microphone is shown and retried.
 
 const PROTOCOL_VERSION = 1;
 const AUDIO_HEADER = 12;
@@ -15,7 +22,11 @@ const AUDIO_KIND = { learner: 1, tutor: 2 };
 const FRAME_S = 0.04; // microphone frames of 40 ms (the protocol asks for 20-100 ms)
 const PLAYBACK_LEAD_S = 0.12; // tutor audio is scheduled this far ahead after a gap (absorbs jitter)
 const MAX_CAPTION_LINES = 60;
-const NO_RETRY = new Set([4001, 4002, 4004]);
+const NO_RETRY = new Set([4001, 4002, 4004, 4010]);
+const CLOSE_SESSION_ENDED = 4010;
+const SESSION_ENDED = "session_ended"; // notice.level
+const KIOSK_STORE = "voice-tutor-kiosk-learner";
+const MIC_RETRY_S = 2;
 
 const $ = (id) => document.getElementById(id);
 
@@ -31,6 +42,8 @@ const page = (window.tutorPage = {
   audio: { chunks: 0, samples: 0, scheduled: 0, played: 0, playedSeconds: 0 },
   mic: { frames: 0, bytes: 0, rate: 0, level: 0, peak: 0 },
   scene: { ready: false, error: null },
+  kiosk: null, // kiosk mode: { signedIn, sessionsEnded, lastEnd }
+  debug: {},
 });
 
 function claimsOf(token) {
@@ -43,11 +56,12 @@ function claimsOf(token) {
 }
 
 const query = new URLSearchParams(location.search);
-const token = query.get("token") || "";
+const kioskKey = query.get("kiosk") || "";
+let token = query.get("token") || "";
 const claims = claimsOf(token);
 const me = {
   room: query.get("room") || claims.room || "",
-  role: query.get("role") || claims.role || "learner",
+  role: kioskKey ? "learner" : query.get("role") || claims.role || "learner",
   name: query.get("name") || claims.name || "",
 };
 
@@ -142,9 +156,13 @@ class TutorVoice {
 // --- the microphone: an AudioWorklet at 16 kHz, 16-bit frames -------------------------------------
 
 class Microphone {
-  constructor(onFrame, onLevel) {
+  constructor(onFrame, onLevel, onStatus = () => {}) {
     this.onFrame = onFrame;
     this.onLevel = onLevel;
+    this.onStatus = onStatus; // ("ok" | "lost", detail)
+    this.lostAt = null;
+    this.stream = null;
+    this.context = null;
     this.node = null;
     this.rate = 0;
     this.acks = new Map();
@@ -155,6 +173,8 @@ class Microphone {
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
+    this.stream = stream;
+    for (const track of stream.getAudioTracks()) track.addEventListener("ended", () => this.lost("the microphone stopped"));
     // 16 kHz is what the recogniser takes; the browser resamples.  Where a context at another
     // rate than the device cannot take a microphone (Firefox), send at the device's rate instead.
     let context = new AudioContext({ sampleRate: 16000, latencyHint: "interactive" });
@@ -194,6 +214,34 @@ class Microphone {
     return this.node !== null;
   }
 
+  /** The device went away (unplugged, taken by another app, a failed start): say so and retry. */
+  lost(reason) {
+    if (this.lostAt !== null) return;
+    this.lostAt = performance.now();
+    page.mic.lost = (page.mic.lost ?? 0) + 1;
+    this.node?.disconnect();
+    this.node = null;
+    for (const track of this.stream?.getTracks() ?? []) track.stop();
+    this.context?.close().catch(() => {});
+    this.context = null;
+    this.onStatus("lost", reason);
+    this.retry();
+  }
+
+  async retry() {
+    while (this.lostAt !== null) {
+      await new Promise((resolve) => setTimeout(resolve, MIC_RETRY_S * 1000));
+      try {
+        await this.start();
+        this.lostAt = null;
+        page.mic.recovered = (page.mic.recovered ?? 0) + 1;
+        this.onStatus("ok");
+      } catch (error) {
+        this.onStatus("lost", error.message);
+      }
+    }
+  }
+
   /** Start or stop sending; stopping resolves once the last partial frame has been handed over. */
   capture(on) {
     if (!this.node) return Promise.resolve();
@@ -220,6 +268,14 @@ class Bridge {
     this.resumeId = null;
     this.retry = 0;
     this.audioSeq = 0;
+    this.stopped = false;
+  }
+
+  /** Close for good (the kiosk's session ended): no reconnect. */
+  stop() {
+    this.stopped = true;
+    this.joined = false;
+    this.ws?.close(1000);
   }
 
   connect() {
@@ -239,6 +295,8 @@ class Bridge {
     };
     ws.onclose = (event) => {
       this.joined = false;
+      if (this.stopped || this.ws !== ws) return;
+      this.handlers.closed?.(event.code, event.reason);
       if (NO_RETRY.has(event.code)) {
         this.handlers.status(`Disconnected: ${event.reason || event.code}`);
         return;
@@ -459,6 +517,7 @@ const simParams = new Map();
 const STATE_TEXT = { idle: "Press Start", ready: "Ready", listening: "Listening", thinking: "Thinking", speaking: "Speaking" };
 
 function setState(state, detail = "") {
+  if (state !== page.state) earcon(state);
   page.state = state;
   document.body.dataset.state = state;
   $("state-text").textContent = detail ? `${STATE_TEXT[state]} ${detail}` : STATE_TEXT[state];
@@ -471,6 +530,26 @@ function restingState() {
 
 function memberName(clientId, fallback = "Learner") {
   return page.members.get(clientId)?.name ?? fallback;
+}
+
+function earcon(kind) {
+  // The state, heard as well as seen (kiosk): a rising blip when it listens, a low one when it thinks.
+  const context = voice.context;
+  if (!kioskKey || !context || context.state !== "running") return;
+  const tones = { listening: [520, 780], thinking: [440, 330] }[kind];
+  if (!tones) return;
+  const oscillator = context.createOscillator();
+  const gain = context.createGain();
+  const at = context.currentTime;
+  oscillator.frequency.setValueAtTime(tones[0], at);
+  oscillator.frequency.linearRampToValueAtTime(tones[1], at + 0.12);
+  gain.gain.setValueAtTime(0.0001, at);
+  gain.gain.exponentialRampToValueAtTime(0.15, at + 0.02);
+  gain.gain.exponentialRampToValueAtTime(0.0001, at + 0.16);
+  oscillator.connect(gain).connect(context.destination);
+  oscillator.start(at);
+  oscillator.stop(at + 0.18);
+  page.earcons = (page.earcons ?? 0) + 1;
 }
 
 function systemLine(text, level = "info") {
@@ -533,10 +612,17 @@ function onMessage(message) {
       if (me.role !== "learner") systemLine(message.message, message.severity === "info" ? "info" : "warning");
       break;
     case "notice":
-      systemLine(message.message, message.level);
+      if (message.level === SESSION_ENDED) {
+        if (kioskKey) sessionEnded(message.message);
+        else {
+          if (isLearner) captions.clear(); // nothing of the ended session stays on a learner's screen
+          systemLine(message.message);
+        }
+      } else systemLine(message.message, message.level);
       break;
     case "teacher_message":
-      if (message.kind === "message" || me.role !== "learner") captions.line("teacher", message.kind === "hint" ? "Teacher (hint)" : "Teacher", message.text);
+      if (message.kind === "hint") captions.line("teacher hint", isLearner ? "Hint from your teacher" : "Teacher (hint)", message.text);
+      else captions.line("teacher", "Teacher", message.text);
       break;
     case "ptt_start":
       if (message.sender !== page.joined?.client_id) setState("listening", `to ${memberName(message.sender)}`);
@@ -577,7 +663,7 @@ voice.onIdle = () => {
   if (page.state === "speaking") restingState();
 };
 
-const bridge = new Bridge({
+const bridgeHandlers = {
   message: onMessage,
   audio: (chunk) => {
     voice.play(chunk);
@@ -586,7 +672,12 @@ const bridge = new Bridge({
   status: (text) => {
     $("connection").textContent = text;
   },
-});
+  closed: (code) => {
+    // A kiosk learner whose session ended (or whose saved token no longer joins): back to sign-in.
+    if (kioskKey && (code === CLOSE_SESSION_ENDED || code === 4001)) sessionEnded(code === 4001 ? "Please sign in again." : "");
+  },
+};
+let bridge = new Bridge(bridgeHandlers);
 
 // --- talking ---------------------------------------------------------------------------------------
 
@@ -710,6 +801,22 @@ async function loadScene() {
 
 // --- start -----------------------------------------------------------------------------------------
 
+function onMicStatus(status, detail) {
+  const banner = $("mic-status");
+  if (status === "ok") {
+    banner.hidden = true;
+    page.mic.status = "ok";
+    enableControls();
+    if (handsFree) microphone.capture(true);
+    return;
+  }
+  page.mic.status = "lost";
+  banner.hidden = false;
+  banner.textContent = `Microphone lost${detail ? ` (${detail})` : ""}: retrying…`;
+  if (holding) talkStop();
+  $("talk").disabled = true;
+}
+
 async function start() {
   const button = $("start");
   button.disabled = true;
@@ -719,20 +826,29 @@ async function start() {
   } catch (error) {
     $("start-error").textContent = `Sound is unavailable: ${error.message}`;
   }
-  if (isLearner) {
-    microphone = new Microphone(onMicFrame, (level) => {
+  if (isLearner && !microphone) {
+    const mic = new Microphone(onMicFrame, (level) => {
       page.mic.level = level;
       page.mic.peak = Math.max(page.mic.peak, level);
       $("level").value = Math.min(1, level * 4);
-    });
+    }, onMicStatus);
     try {
-      await microphone.start();
+      await mic.start();
+      microphone = mic;
+      page.mic.status = "ok";
     } catch (error) {
-      microphone = null;
-      systemLine(`No microphone (${error.message}): you can listen and watch, but not talk.`, "warning");
+      if (kioskKey) {
+        microphone = mic; // a kiosk keeps trying: the page says so until a microphone works
+        mic.lost(error.message);
+      } else systemLine(`No microphone (${error.message}): you can listen and watch, but not talk.`, "warning");
     }
   }
   $("start-overlay").hidden = true;
+  if (kioskKey) {
+    bridge = new Bridge(bridgeHandlers);
+    page.kiosk.signedIn = me.name;
+    $("signout").hidden = false;
+  }
   bridge.connect();
   if (isLearner && query.get("handsfree") === "1") {
     const ready = setInterval(() => {
@@ -744,7 +860,126 @@ async function start() {
   }
 }
 
+// --- kiosk: sign-in, end of session, reload ---------------------------------------------------------
+
+function savedLearner() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(KIOSK_STORE) || "null");
+    return saved?.token && saved?.name ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+function showSignIn(message) {
+  const saved = savedLearner();
+  $("start-overlay").hidden = false;
+  $("signin").hidden = false;
+  $("start").hidden = !saved;
+  $("start").disabled = false;
+  $("start").textContent = saved ? `Continue as ${saved.name}` : "Start";
+  $("start-intro").textContent = message || (saved
+    ? `Welcome back, ${saved.name}! Continue where you left off, or sign in as someone else.`
+    : "Hello! Type your name or your code to start talking with your tutor.");
+  $("signin-button").disabled = false;
+  setTimeout(() => $("signin-name").focus(), 0);
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const name = $("signin-name").value.trim();
+  if (!name) return;
+  $("signin-button").disabled = true;
+  $("start-error").textContent = "";
+  try {
+    const response = await fetch(`/api/kiosk/signin?${new URLSearchParams({ name })}`, {
+      headers: { Authorization: `Bearer ${kioskKey}` },
+      cache: "no-store",
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || `sign-in failed (${response.status})`);
+    sessionStorage.setItem(KIOSK_STORE, JSON.stringify({ token: body.token, name: body.name, room: body.room }));
+    useLearner(body);
+    $("signin-name").value = "";
+    await start();
+  } catch (error) {
+    $("start-error").textContent = error.message;
+    $("signin-button").disabled = false;
+  }
+}
+
+function useLearner({ token: learnerToken, name, room }) {
+  token = learnerToken;
+  Object.assign(me, { name, room, role: "learner" });
+  $("title").textContent = `Voice tutor · ${name}`;
+}
+
+async function continueSaved() {
+  const saved = savedLearner();
+  if (!saved) return showSignIn();
+  useLearner(saved);
+  await start();
+}
+
+/** The learner's session is over: nothing of it stays on the screen, and the next learner signs in. */
+function sessionEnded(reason = "") {
+  if (!kioskKey || !page.kiosk.signedIn) return;
+  page.kiosk.signedIn = null;
+  page.kiosk.sessionsEnded += 1;
+  page.kiosk.lastEnd = reason;
+  sessionStorage.removeItem(KIOSK_STORE);
+  bridge.stop();
+  voice.stop();
+  voice.muted = false;
+  if (holding) talkStop();
+  if (handsFree) setHandsFree(false);
+  captions.clear();
+  labels.clear();
+  scene.reset();
+  simParams.clear();
+  Object.assign(page, { joined: null, lastSeq: null, received: {}, errors: [] });
+  page.members = new Map();
+  token = "";
+  me.name = "";
+  $("title").textContent = "Voice tutor";
+  $("connection").textContent = "Not signed in";
+  $("signout").hidden = true;
+  $("talk").disabled = true;
+  $("handsfree").disabled = true;
+  setState("idle");
+  $("state-text").textContent = "Sign in";
+  // The reason is the server's ("Ada's session ended (idle).") and names the learner: not shown.
+  showSignIn(`Goodbye! ${/sign in again|signed out/i.test(reason) ? `${reason} ` : "The session has ended. "}Next learner: type your name or code.`);
+}
+
+async function signOut() {
+  $("signout").disabled = true;
+  try {
+    await fetch("/api/kiosk/signout", { headers: { Authorization: `Bearer ${kioskKey}` }, cache: "no-store" });
+  } finally {
+    $("signout").disabled = false;
+    sessionEnded("You signed out.");
+  }
+}
+
+function initKiosk() {
+  document.body.classList.add("kiosk");
+  page.kiosk = { signedIn: null, sessionsEnded: 0, lastEnd: "" };
+  page.debug.dropMicrophone = () => microphone?.lost("dropped for a test");
+  $("learner-controls").hidden = false;
+  $("teacher-controls").hidden = true;
+  $("connection").textContent = "Not signed in";
+  $("state-text").textContent = "Sign in";
+  $("signin").addEventListener("submit", signIn);
+  $("start").addEventListener("click", continueSaved);
+  $("signout").addEventListener("click", signOut);
+  wireControls();
+  loadScene();
+  showSignIn();
+}
+
 function init() {
+  if (kioskKey) return initKiosk();
   if (!token) {
     $("start-intro").textContent = "This page needs a join link (…/?room=…&token=…): ask your teacher for one.";
     $("start").disabled = true;
