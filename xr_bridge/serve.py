@@ -234,6 +234,15 @@ def _same(given: str, expected: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
 
 
+REFUSAL_DELAY_S = 0.5
+"""A wrong kiosk key or teacher password is answered this much later (guessing gets slow)."""
+
+
+async def _refused(message: str) -> tuple[int, object]:
+    await asyncio.sleep(REFUSAL_DELAY_S)
+    return 401, {"error": message}
+
+
 class Classroom:
     """The kiosk's sign-in and the teacher dashboard's room list: HTTP routes of the bridge.
 
@@ -260,7 +269,7 @@ class Classroom:
 
     async def sign_in(self, request, query: dict[str, str]) -> tuple[int, object]:
         if not _same(_bearer(request), self.kiosk_key):
-            return 401, {"error": "this page is not a kiosk of this server"}
+            return await _refused("this page is not a kiosk of this server")
         name = " ".join(query.get("name", "").split())
         if not KIOSK_NAME.match(name):
             return 400, {"error": "type your code or first name (letters and digits, up to 40)"}
@@ -272,7 +281,7 @@ class Classroom:
 
     async def sign_out(self, request, query: dict[str, str]) -> tuple[int, object]:
         if not _same(_bearer(request), self.kiosk_key):
-            return 401, {"error": "this page is not a kiosk of this server"}
+            return await _refused("this page is not a kiosk of this server")
         room = self.server.rooms.get(self.room)
         if room is not None:
             await room.end_conversation("signed out")
@@ -280,7 +289,7 @@ class Classroom:
 
     async def rooms(self, request, query: dict[str, str]) -> tuple[int, object]:
         if not _same(_bearer(request), self.teacher_password):
-            return 401, {"error": "wrong teacher password"}
+            return await _refused("wrong teacher password")
         listed = []
         for room_id, room in sorted(self.server.rooms.items()):
             members = [m.model_dump() for m in room.members]
@@ -299,7 +308,7 @@ class Classroom:
     async def end(self, request, query: dict[str, str]) -> tuple[int, object]:
         """End the learner's session in ``?room=``: the room stays, the next learner starts afresh."""
         if not _same(_bearer(request), self.teacher_password):
-            return 401, {"error": "wrong teacher password"}
+            return await _refused("wrong teacher password")
         room = self.server.rooms.get(query.get("room", ""))
         if room is None:
             return 404, {"error": "no such room"}

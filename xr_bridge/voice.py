@@ -264,6 +264,10 @@ class VoiceRoom:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the session that ran (its tasks are done): a new source, floor and alert streaks."""
         with contextlib.suppress(asyncio.QueueFull):
             self._source.close()
         self._source = PcmSource(SAMPLE_RATE)
@@ -306,6 +310,13 @@ class VoiceRoom:
                 self.ready.set()
                 await self._notice("error", f"the voice tutor could not start: {error}")
                 return
+            if first.client_id in self._ended_members:  # ended while it was starting (a kiosk sign-in)
+                tasks, self._session_tasks = self._session_tasks, []
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                self._reset()
+                continue
             self.ready.set()
             run = asyncio.create_task(self.tutoring.run(self.session), name=f"voice room {self.room.id} session")
             self._session_tasks.append(run)
