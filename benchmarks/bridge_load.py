@@ -355,6 +355,15 @@ def _run_delay_s(pid: int) -> float:
     return total
 
 
+def _cpu_stat() -> list[int]:
+    """The machine's jiffies: user, nice, system, idle, iowait, irq, softirq, steal (Linux /proc/stat)."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(x) for x in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return [0] * 8
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -421,10 +430,12 @@ def run_benchmark(
         cpu_before = [c.ps.cpu_times() for c in children]
         wait_before = [_run_delay_s(c.proc.pid) for c in children]
         load_before = os.getloadavg()[0]
+        stat_before = _cpu_stat()
         time.sleep(max(0.0, end - time.monotonic()))
         cpu_after = [c.ps.cpu_times() for c in children]
         wait_after = [_run_delay_s(c.proc.pid) for c in children]
         load_after = os.getloadavg()[0]
+        stat_after = _cpu_stat()
         wall = duration_s
         rss_end = server.ps.memory_info().rss
         client_rss = sum(w.ps.memory_info().rss for w in workers)
@@ -451,6 +462,11 @@ def run_benchmark(
 
     def waited_percent(indexes: range) -> float:
         return round(100.0 * sum(wait_after[i] - wait_before[i] for i in indexes) / wall, 1)
+
+    ticks = [a - b for a, b in zip(stat_after, stat_before)]
+    total_ticks = sum(ticks) or 1
+    machine_busy = 100.0 * (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / total_ticks * (os.cpu_count() or 1)
+    ours = sum(cpu_percent(i) for i in range(len(children)))
 
     ms = [round(1000 * v, 2) for v in (_percentile(latencies, q) for q in (50, 95, 99, 100))]
     return {
@@ -481,6 +497,8 @@ def run_benchmark(
         "server_runqueue_wait_percent": waited_percent(range(1)),
         "client_runqueue_wait_percent": waited_percent(range(1, len(children))),
         "load_average_1min": [round(load_before, 2), round(load_after, 2)],
+        "other_processes_cpu_percent": round(max(0.0, machine_busy - ours), 1),
+        "steal_percent": round(100.0 * ticks[7] / total_ticks * (os.cpu_count() or 1), 1),
         "server_rss_mb": {"connected": round(rss_connected / 2**20, 1), "end": round(rss_end / 2**20, 1)},
         "client_rss_mb": round(client_rss / 2**20, 1),
         "cpus": os.cpu_count(),
@@ -509,6 +527,8 @@ def format_table(result: dict) -> str:
         ("waiting for a CPU", f"server {result['server_runqueue_wait_percent']} %, clients "
                               f"{result['client_runqueue_wait_percent']} % of the time (load average "
                               f"{result['load_average_1min'][0]} -> {result['load_average_1min'][1]})"),
+        ("other processes", f"{result['other_processes_cpu_percent']:.0f} % CPU (of {100 * result['cpus']} %), "
+                            f"steal {result['steal_percent']:.0f} %"),
         ("connections closed", str(result["connections_closed_during_run"])),
         ("clock check", "CLOCK_MONOTONIC shared across processes" if result["clock_check"]["ok"] else "FAILED"),
     ]  # fmt: skip
