@@ -25,7 +25,8 @@ from voice_tutor.store import sqlite as store_sqlite
 from voice_tutor.store.schema import MIGRATIONS
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
-TABLES = {"learners", "sessions", "turns", "assessments", "mastery", "reviews", "ratings"}
+TABLES = {"learners", "sessions", "turns", "assessments", "mastery", "reviews", "ratings",
+          "classes", "class_members", "surveys", "pseudonyms", "xapi_outbox"}
 
 
 @pytest.fixture

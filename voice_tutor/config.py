@@ -105,6 +105,44 @@ class DialogueConfig:
     """The learner database (SQLite); None is ``$XDG_DATA_HOME/voice-tutor/tutor.db``."""
 
 
+IRI_BASE = "https://voice-tutor.invalid/xapi"
+"""xAPI activities and the default account homePage live under this IRI (``.invalid``: never resolved)."""
+
+
+@dataclass
+class XapiConfig:
+    """Where learning-record statements go (a Learning Record Store)."""
+
+    endpoint: str | None = None
+    """The LRS's xAPI base URL (statements go to ``<endpoint>statements``); None: queued, not sent."""
+    username: str | None = None
+    password: str | None = None
+    homepage: str = IRI_BASE
+    """The account homePage of the pseudonymous actors."""
+    ca_file: str | None = None
+    """A private certificate authority to trust for the LRS's HTTPS."""
+    timeout_s: StrictFloat = 10.0
+    batch_size: StrictInt = 50
+
+    def __repr__(self) -> str:  # the password never reaches a log
+        return f"XapiConfig(endpoint={self.endpoint!r}, username={self.username!r}, password=***)"
+
+
+@dataclass
+class PrivacyConfig:
+    redact_transcripts: StrictBool = False
+    """Names, emails, phone numbers... replaced before turns are stored."""
+    retention_days: StrictInt | None = None
+    """``voice-tutor privacy purge`` deletes transcripts older than this."""
+
+    @field_validator("retention_days")
+    @classmethod
+    def _at_least_a_day(cls, days: int | None) -> int | None:
+        if days is not None and days < 1:
+            raise ValueError("must be at least 1")
+        return days
+
+
 @dataclass
 class Config:
     stt: SpeechToTextConfig = field(default_factory=SpeechToTextConfig)
@@ -112,6 +150,8 @@ class Config:
     turns: TurnTakingConfig = field(default_factory=TurnTakingConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     dialogue: DialogueConfig = field(default_factory=DialogueConfig)
+    xapi: XapiConfig = field(default_factory=XapiConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
 
 _SECTIONS = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]

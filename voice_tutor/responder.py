@@ -54,6 +54,10 @@ class Responder:
     def answer(self, turn_id: int, learner_text: str) -> asyncio.Task[None]:
         return self._start(turn_id, self.tutor.respond(learner_text, self.context))
 
+    def say(self, turn_id: int, text: str) -> asyncio.Task[None]:
+        """Speak fixed words (a teacher's message) as a turn of their own."""
+        return self._start(turn_id, _words(text))
+
     def cancel(self) -> None:
         if self.busy:
             self._task.cancel()
@@ -99,3 +103,7 @@ class Responder:
                 session_id=self.session_id, turn_id=turn_id, text=sentence,
                 samples=samples, sample_rate=self._synthesizer.sample_rate,
             ))
+
+
+async def _words(text: str) -> AsyncIterator[str]:
+    yield text

@@ -120,6 +120,8 @@ class Session:
         self._active_turn: int | None = None
         self._timings: dict[int, _TurnTiming] = {}
         self._opening: list[str] = []
+        self._teacher_messages: list[str] = []
+        self._greeted = False
         if hasattr(source, "gate"):
             source.gate = self.idle
 
@@ -157,6 +159,20 @@ class Session:
         ))
         return utterance_id
 
+    def add_hint(self, text: str) -> None:
+        """A teacher's message or hint: the tutor says it as soon as nobody is talking."""
+        if text.strip():
+            self._teacher_messages.append(text.strip())
+            self._say_teacher_message()
+
+    def _say_teacher_message(self) -> None:
+        busy = self._active_turn is not None or self._listener.in_speech
+        if not self._teacher_messages or busy or not self._greeted:
+            return
+        turn_id = self._listener.next_utterance_id()
+        self._begin_turn(turn_id)
+        self._responder.say(turn_id, f"Your teacher says: {self._teacher_messages.pop(0)}")
+
     def _begin_turn(self, turn_id: int) -> None:
         self._active_turn = turn_id
         self.idle.clear()
@@ -187,6 +203,7 @@ class Session:
     def _end_turn(self, ended: TutorSpeechEnded) -> None:
         timing = self._timings.pop(ended.turn_id, None)
         if ended.turn_id == 0:  # the opening: no learner words, but the tutor must know what was heard
+            self._greeted = True
             self.context.record(Exchange("", "".join(self._opening).strip(), ended.heard, ended.cut))
         if timing is not None:
             reply = "".join(timing.reply).strip()
@@ -205,6 +222,7 @@ class Session:
         if ended.turn_id == self._active_turn:
             self._active_turn = None
             self.idle.set()
+            self._say_teacher_message()
 
 
 def _latencies(timing: _TurnTiming) -> dict[str, float]:

@@ -125,12 +125,24 @@ class Tutoring:
         return session
 
     async def run(self, session: Session) -> list[TurnCompleted]:
-        """Run the session to its end, storing its turns as they happen."""
-        recorder = TurnRecorder(self.store, self.memory.learner.name, self.lesson.id) if self.store else None
-        recording = asyncio.create_task(recorder.run(session.bus.subscribe())) if recorder else None
+        """Run the session to its end, storing its turns and queuing its xAPI statements as they happen."""
+        if self.store is None:
+            return await session.run()
+        from voice_tutor.classroom.privacy import TranscriptRedactor
+        from voice_tutor.classroom.xapi import XapiRecorder
+
+        learner = self.memory.learner.name
+        redact = await asyncio.to_thread(
+            TranscriptRedactor, self.store, enabled=self.config.privacy.redact_transcripts, extra_names=[learner]
+        )
+        recorder = TurnRecorder(self.store, learner, self.lesson.id, redact=redact)
+        statements = XapiRecorder(self.store, learner, self.lesson.id, homepage=self.config.xapi.homepage)
+        tasks = [asyncio.create_task(recorder.run(session.bus.subscribe())),
+                 asyncio.create_task(statements.run(session.bus.subscribe()))]
         try:
             return await session.run()
         finally:
-            if recording:
-                recording.cancel()
-                await recorder.close()
+            for task in tasks:
+                task.cancel()
+            await recorder.close()
+            await statements.close()

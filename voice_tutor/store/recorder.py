@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from voice_tutor.events import Event, FinalTranscript, TurnCompleted, TutorSpeechEnded
@@ -18,8 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class TurnRecorder:
-    def __init__(self, store: Store, learner: str, lesson_id: str):
+    def __init__(self, store: Store, learner: str, lesson_id: str,
+                 redact: Callable[[str | None], str | None] | None = None):
+        """``redact`` is applied to every text before it is stored (privacy settings)."""
         self._store = store
+        self._redact = redact or (lambda text: text)
         self._learner = learner
         self._lesson_id = lesson_id
         self.session_id: int | None = None
@@ -42,16 +46,18 @@ class TurnRecorder:
         try:
             match event:
                 case FinalTranscript():
-                    await asyncio.to_thread(self._store.add_turn, self.session_id, "learner", event.text, ended_at=now)
+                    await asyncio.to_thread(
+                        self._store.add_turn, self.session_id, "learner", self._redact(event.text), ended_at=now
+                    )
                 case TutorSpeechEnded(turn_id=0):  # the opening: greeting, reviews due, first question
                     await asyncio.to_thread(
-                        self._store.add_turn, self.session_id, "tutor", event.text,
-                        heard=event.heard, cut=event.cut, ended_at=now,
+                        self._store.add_turn, self.session_id, "tutor", self._redact(event.text),
+                        heard=self._redact(event.heard), cut=event.cut, ended_at=now,
                     )
                 case TurnCompleted():
                     await asyncio.to_thread(
-                        self._store.add_turn, self.session_id, "tutor", event.tutor,
-                        heard=event.heard, cut=event.cut, ended_at=now, latency_ms=event.latency_ms,
+                        self._store.add_turn, self.session_id, "tutor", self._redact(event.tutor),
+                        heard=self._redact(event.heard), cut=event.cut, ended_at=now, latency_ms=event.latency_ms,
                     )
         except Exception:  # the conversation goes on even if the disk is full
             log.exception("could not store a turn")
