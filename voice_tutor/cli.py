@@ -150,11 +150,18 @@ async def _talk(args, config: Config) -> int:
             if not args.json:
                 _progress(f"lesson: {tutoring.lesson.title} — tutor: {tutoring.tutor.name}")
                 _progress(f"playing {args.input} into the session" if args.input else "listening (Ctrl+C to stop)")
+            sending = None
+            if store is not None and config.xapi.endpoint:
+                from voice_tutor.classroom.xapi import XapiSender
+
+                sending = asyncio.create_task(XapiSender(store, config.xapi).run())
             try:
                 await tutoring.run(session)
             finally:
                 await asyncio.sleep(0)
                 printer.cancel()
+                if sending:  # what the LRS did not take yet stays queued for the next run
+                    sending.cancel()
         finally:
             models.close()
     finally:

@@ -186,17 +186,29 @@ async def _serve(args: argparse.Namespace, config: Config, secret: bytes) -> int
             await server.start()
         except OSError as error:
             return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
+        statements = _send_statements(store, config)
         try:
             _announce(server, args, lesson.title, lesson.id, classroom)
             await _until_stopped()
         finally:
             _progress("stopping…")
+            if statements:
+                statements.cancel()
             await server.close()
     finally:
         models.close()
         if store is not None:
             store.close()
     return 0
+
+
+def _send_statements(store, config: Config) -> asyncio.Task | None:
+    """Deliver queued xAPI statements to the configured Learning Record Store while serving."""
+    if store is None or not config.xapi.endpoint:
+        return None
+    from voice_tutor.classroom.xapi import XapiSender
+
+    return asyncio.create_task(XapiSender(store, config.xapi).run(), name="xapi-sender")
 
 
 def page_url(base: str, room: str, role: str, name: str, token: str) -> str:
