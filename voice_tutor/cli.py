@@ -150,24 +150,36 @@ async def _talk(args, config: Config) -> int:
             if not args.json:
                 _progress(f"lesson: {tutoring.lesson.title} — tutor: {tutoring.tutor.name}")
                 _progress(f"playing {args.input} into the session" if args.input else "listening (Ctrl+C to stop)")
-            sending = None
+            sender = sending = None
             if store is not None and config.xapi.endpoint:
                 from voice_tutor.classroom.xapi import XapiSender
 
-                sending = asyncio.create_task(XapiSender(store, config.xapi).run())
+                sender = XapiSender(store, config.xapi)
+                sending = asyncio.create_task(sender.run())
             try:
                 await tutoring.run(session)
             finally:
                 await asyncio.sleep(0)
                 printer.cancel()
-                if sending:  # what the LRS did not take yet stays queued for the next run
+                if sender:
                     sending.cancel()
+                    await _flush_statements(sender)
         finally:
             models.close()
     finally:
         if store:
             store.close()
     return 0
+
+
+async def _flush_statements(sender) -> None:
+    """Deliver the session's last statements; what the LRS does not take stays queued for next time."""
+    from voice_tutor.classroom.xapi import LrsError
+
+    try:
+        await asyncio.to_thread(sender.deliver, deadline_s=5.0)
+    except LrsError as error:
+        _progress(f"xAPI statements stay queued: {error}")
 
 
 def cmd_talk(args) -> int:
