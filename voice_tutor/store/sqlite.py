@@ -294,12 +294,7 @@ class Store:
     ) -> int:
         """Keep one graded answer: the raw data BKT parameters are fitted from."""
         with self._transaction(write=True) as db:
-            cursor = db.execute(
-                "INSERT INTO assessments (learner_id, skill_id, question_id, correct, at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (_learner_id(db, learner), skill_id, question_id, int(bool(correct)), _iso(at)),
-            )
-            return cursor.lastrowid
+            return _insert_assessment(db, _learner_id(db, learner), skill_id, question_id, correct, at)
 
     def record_answer(
         self,
@@ -321,23 +316,10 @@ class Store:
             raise ValueError(f"p_known must be in [0, 1], not {p_known}")
         with self._transaction(write=True) as db:
             learner_id = _learner_id(db, learner)
-            db.execute(
-                "INSERT INTO assessments (learner_id, skill_id, question_id, correct, at) VALUES (?, ?, ?, ?, ?)",
-                (learner_id, skill_id, question_id, int(bool(correct)), _iso(at)),
-            )
-            db.execute(
-                "INSERT INTO mastery (learner_id, skill_id, p_known, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (learner_id, skill_id)"
-                " DO UPDATE SET p_known = excluded.p_known, updated_at = excluded.updated_at",
-                (learner_id, skill_id, float(p_known), _iso(at)),
-            )
+            _insert_assessment(db, learner_id, skill_id, question_id, correct, at)
+            _upsert_mastery(db, learner_id, skill_id, p_known, at)
             if review is not None:
-                card, due = review
-                db.execute(
-                    "INSERT INTO reviews (learner_id, skill_id, card, due) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (learner_id, skill_id) DO UPDATE SET card = excluded.card, due = excluded.due",
-                    (learner_id, skill_id, card, _iso(due)),
-                )
+                _upsert_review(db, learner_id, skill_id, *review)
 
     def assessment_sequences(self, skill_id: str) -> dict[str, list[bool]]:
         """Every learner's answers on ``skill_id``, oldest first: the input of ``fit_params``."""
@@ -369,13 +351,7 @@ class Store:
         if not 0.0 <= p_known <= 1.0:
             raise ValueError(f"p_known must be in [0, 1], not {p_known}")
         with self._transaction(write=True) as db:
-            db.execute(
-                "INSERT INTO mastery (learner_id, skill_id, p_known, updated_at)"
-                " VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (learner_id, skill_id)"
-                " DO UPDATE SET p_known = excluded.p_known, updated_at = excluded.updated_at",
-                (_learner_id(db, learner), skill_id, float(p_known), _iso(at)),
-            )
+            _upsert_mastery(db, _learner_id(db, learner), skill_id, p_known, at)
 
     def get_review(self, learner: str, skill_id: str) -> ReviewEntry | None:
         with self._transaction() as db:
@@ -388,12 +364,7 @@ class Store:
     def set_review(self, learner: str, skill_id: str, card: str, due: datetime) -> None:
         """Keep the skill's serialized review card and when it is next due."""
         with self._transaction(write=True) as db:
-            db.execute(
-                "INSERT INTO reviews (learner_id, skill_id, card, due) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (learner_id, skill_id)"
-                " DO UPDATE SET card = excluded.card, due = excluded.due",
-                (_learner_id(db, learner), skill_id, card, _iso(due)),
-            )
+            _upsert_review(db, _learner_id(db, learner), skill_id, card, due)
 
     def due_reviews(self, learner: str, now: datetime | None = None) -> list[ReviewEntry]:
         """The learner's review cards due at ``now``, most overdue first."""
@@ -735,6 +706,29 @@ def _statements(script: str) -> Iterator[str]:
             if pending.strip(" \t\n;"):
                 yield pending
             pending = ""
+
+
+def _insert_assessment(db, learner_id: int, skill_id: str, question_id: str, correct: bool, at) -> int:
+    return db.execute(
+        "INSERT INTO assessments (learner_id, skill_id, question_id, correct, at) VALUES (?, ?, ?, ?, ?)",
+        (learner_id, skill_id, question_id, int(bool(correct)), _iso(at)),
+    ).lastrowid
+
+
+def _upsert_mastery(db, learner_id: int, skill_id: str, p_known: float, at) -> None:
+    db.execute(
+        "INSERT INTO mastery (learner_id, skill_id, p_known, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (learner_id, skill_id) DO UPDATE SET p_known = excluded.p_known, updated_at = excluded.updated_at",
+        (learner_id, skill_id, float(p_known), _iso(at)),
+    )
+
+
+def _upsert_review(db, learner_id: int, skill_id: str, card: str, due: datetime) -> None:
+    db.execute(
+        "INSERT INTO reviews (learner_id, skill_id, card, due) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (learner_id, skill_id) DO UPDATE SET card = excluded.card, due = excluded.due",
+        (learner_id, skill_id, card, _iso(due)),
+    )
 
 
 def _iso(moment: datetime | None) -> str:
