@@ -62,6 +62,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voice", help="piper voice: bundled:joe or a path to an .onnx voice")
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
+    return port
+
+
 def add_serve_command(subparsers, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
     """Register ``serve`` on the ``voice-tutor`` subcommands; ``parents`` carries the common model options."""
     serve = subparsers.add_parser(
@@ -71,7 +78,7 @@ def add_serve_command(subparsers, parents: Sequence[argparse.ArgumentParser] = (
     if not parents:
         add_common_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="port for the page and the websocket (default 8765)")
+    serve.add_argument("--port", type=_port, default=8765, help="port for the page and the websocket (default 8765)")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate: https/wss (headsets need it off localhost)")
     serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert (if not in the same file)")
     serve.add_argument("--secret", help="signs join tokens, at least 16 characters (default: random for this run)")
@@ -348,20 +355,9 @@ async def _until_stopped() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m xr_bridge.serve [options]``: the same as ``voice-tutor serve``."""
-    import logging
+    from voice_tutor.cli import main as voice_tutor_main
 
-    from voice_tutor.cli import EXPECTED_ERRORS
-
-    parser = argparse.ArgumentParser(prog="python -m xr_bridge")
-    commands = parser.add_subparsers(dest="command")
-    add_serve_command(commands)
-    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        return args.run(args)
-    except EXPECTED_ERRORS as error:
-        print(f"voice-tutor: error: {error}", file=sys.stderr)
-        return 2
+    return voice_tutor_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
