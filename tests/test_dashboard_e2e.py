@@ -90,7 +90,8 @@ def chromium_args(microphone: Path | None = None) -> list[str]:
 def learner_microphone(say, path: Path, text: str) -> Path:
     """A WAV for Chromium's fake microphone: quiet, ``text`` spoken, quiet (48 kHz, as a sound card delivers it)."""
     speech = say(text)
-    audio = np.concatenate([np.zeros(32000), speech, np.zeros(80000)]).astype(np.float32)
+    # Six quiet seconds first: on a loaded machine the page may take that long to start streaming.
+    audio = np.concatenate([np.zeros(96000), speech, np.zeros(80000)]).astype(np.float32)
     return write_wav(path, soxr.resample(audio, 16000, 48000), 48000)
 
 
