@@ -11,13 +11,7 @@ learner's page shows.  The screenshots are kept in ``test-artifacts/``.
 from __future__ import annotations
 
 import asyncio
-import queue
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,7 +21,8 @@ import soxr
 from websockets.asyncio.client import connect
 
 from audio_fixtures import write_wav
-from conftest import REPO_ROOT, cli_env
+from conftest import REPO_ROOT
+from serve_fixtures import start_serve, stop_serve
 from voice_tutor import events as ev
 from xr_bridge import protocol as p
 from xr_bridge.voice import AlertRules, _AlertTracker
@@ -36,43 +31,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 SECRET = "dashboard-e2e-secret-0123456789"
 TEACHER_PASSWORD = "teacher-pw-0123"
-LINK = re.compile(r"\s+(learner|teacher|observer|kiosk|dashboard):\s+(\S+)")
 
 
-def start_serve(data_home: Path, *options: str) -> tuple[subprocess.Popen, dict[str, str]]:
-    """``python -m xr_bridge.serve`` on a free port with ``options``; its printed links by role."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "xr_bridge.serve", "--port", "0", "--secret", SECRET, *options],
-        cwd=REPO_ROOT, env=cli_env(data_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put("")], daemon=True).start()
-    links: dict[str, str] = {}
-    deadline = time.monotonic() + 60
-    while "observer" not in links:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            line = ""
-        if not line:
-            raise AssertionError(f"voice-tutor serve did not print its links: {stop_serve(process)}")
-        if match := LINK.match(line):
-            links[match[1]] = match[2]
-    return process, links
-
-
-def stop_serve(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    errors = process.stderr.read() if process.stderr else ""
-    if process.stderr:
-        process.stderr.close()
-    return errors
 
 
 def chromium_args(microphone: Path | None = None) -> list[str]:
@@ -137,7 +97,7 @@ async def test_a_teacher_sees_live_captions_and_an_alert_and_sends_a_hint_the_le
     from playwright.async_api import async_playwright
 
     microphone = learner_microphone(say, tmp_path / "learner.wav", "It is twelve.")
-    process, links = start_serve(tmp_path / "xdg", "--room", "class-1", "--learner", "Ada",
+    process, links = start_serve(tmp_path / "xdg", SECRET, "--room", "class-1", "--learner", "Ada",
                                  "--teacher-password", TEACHER_PASSWORD)  # fmt: skip
     ARTIFACTS.mkdir(exist_ok=True)
     second = None

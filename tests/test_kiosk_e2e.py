@@ -16,7 +16,8 @@ import re
 
 import pytest
 
-from test_dashboard_e2e import ARTIFACTS, CHROMIUM, chromium_args, join, learner_microphone, start_serve, stop_serve
+from serve_fixtures import start_serve, stop_serve
+from test_dashboard_e2e import ARTIFACTS, CHROMIUM, SECRET, chromium_args, join, learner_microphone
 from xr_bridge import protocol as p
 
 pytestmark = pytest.mark.slow
@@ -39,7 +40,7 @@ async def test_a_kiosk_session_times_out_and_the_next_learner_sees_nothing_of_th
 
     microphone = learner_microphone(say, tmp_path / "learner.wav", "It is twelve.")
     db = tmp_path / "kiosk.db"
-    process, links = start_serve(tmp_path / "xdg", "--kiosk", "--room", "kiosk-1", "--idle-timeout", str(IDLE_S),
+    process, links = start_serve(tmp_path / "xdg", SECRET, "--kiosk", "--room", "kiosk-1", "--idle-timeout", str(IDLE_S),
                                  "--db", str(db))  # fmt: skip
     ARTIFACTS.mkdir(exist_ok=True)
     try:

@@ -11,13 +11,7 @@ kept in ``test-artifacts/serve-e2e.png``.
 from __future__ import annotations
 
 import asyncio
-import queue
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,7 +21,8 @@ import soxr
 from websockets.asyncio.client import connect
 
 from audio_fixtures import write_wav
-from conftest import REPO_ROOT, cli_env
+from conftest import REPO_ROOT
+from serve_fixtures import start_serve, stop_serve
 from xr_bridge import protocol as p
 
 pytestmark = pytest.mark.slow
@@ -37,41 +32,6 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 SECRET = "serve-e2e-secret-0123456789"
 
 
-def start_serve(data_home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    """``python -m xr_bridge.serve`` (what ``voice-tutor serve`` runs) on a free port; its printed links by role."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "xr_bridge.serve", "--port", "0", "--secret", SECRET,
-         "--room", "e2e", "--learner", "Ada"],
-        cwd=REPO_ROOT, env=cli_env(data_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put("")], daemon=True).start()
-    links: dict[str, str] = {}
-    deadline = time.monotonic() + 60
-    while "observer" not in links:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            line = ""
-        if not line:
-            raise AssertionError(f"voice-tutor serve did not print its links: {stop_serve(process)}")
-        if match := re.match(r"\s+(learner|teacher|observer):\s+(\S+)", line):
-            links[match[1]] = match[2]
-    return process, links
-
-
-def stop_serve(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    errors = process.stderr.read() if process.stderr else ""
-    if process.stderr:
-        process.stderr.close()
-    return errors
 
 
 async def teacher_joins(url: str) -> object:
@@ -95,7 +55,7 @@ async def test_the_page_hears_the_learner_answers_aloud_and_follows_the_teachers
     # Six quiet seconds first: on a loaded machine the page may take that long to start streaming.
     audio = np.concatenate([np.zeros(96000), speech, np.zeros(80000)]).astype(np.float32)
     microphone = write_wav(tmp_path / "learner.wav", soxr.resample(audio, 16000, 48000), 48000)
-    process, links = start_serve(tmp_path / "xdg")
+    process, links = start_serve(tmp_path / "xdg", SECRET, "--room", "e2e", "--learner", "Ada")
     ARTIFACTS.mkdir(exist_ok=True)
     teacher = None
     try:
