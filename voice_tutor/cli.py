@@ -193,7 +193,7 @@ def cmd_talk(args) -> int:
 def cmd_bench(args) -> int:
     from voice_tutor.bench import main as bench_main
 
-    return bench_main(_config(args), args.json)
+    return bench_main(_config(args), args.json, sessions=args.sessions)
 
 
 # --- learners and lessons ---------------------------------------------------------------------------
@@ -802,6 +802,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", parents=[common], help="measure latency, speed and memory here")
     bench.add_argument("--json", action="store_true")
+    bench.add_argument("--sessions", type=int, metavar="N", help="run N concurrent sessions on the shared models")
     bench.set_defaults(run=cmd_bench)
 
     _add_learner_commands(commands)
