@@ -548,11 +548,17 @@ def cmd_lessons(args) -> int:
     return 1 if problems else 0
 
 
+def _store_options(config_sections: str) -> argparse.ArgumentParser:
+    """The --db and --config options every command over the learner database takes."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--db", type=Path, metavar="PATH",
+                         help="the learner database (default ~/.local/share/voice-tutor/tutor.db)")
+    options.add_argument("--config", type=Path, help=f"a TOML configuration file ({config_sections})")
+    return options
+
+
 def _add_learner_commands(commands) -> None:
-    store_options = argparse.ArgumentParser(add_help=False)
-    store_options.add_argument("--db", type=Path, metavar="PATH",
-                               help="the learner database (default ~/.local/share/voice-tutor/tutor.db)")
-    store_options.add_argument("--config", type=Path, help="a TOML configuration file (its [dialogue] store)")
+    store_options = _store_options("its [dialogue] store")
 
     learner = commands.add_parser("learner", help="list, show, export, delete or set up remembered learners")
     actions = learner.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -713,10 +719,7 @@ def cmd_privacy_purge(args) -> int:
 
 
 def _add_classroom_commands(commands) -> None:
-    store_options = argparse.ArgumentParser(add_help=False)
-    store_options.add_argument("--db", type=Path, metavar="PATH",
-                               help="the learner database (default ~/.local/share/voice-tutor/tutor.db)")
-    store_options.add_argument("--config", type=Path, help="a TOML configuration file ([dialogue] store, [privacy])")
+    store_options = _store_options("[dialogue] store, [privacy]")
 
     room = commands.add_parser("class", help="create classes and put learners in them")
     actions = room.add_subparsers(dest="action", required=True, metavar="ACTION")
