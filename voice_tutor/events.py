@@ -62,6 +62,8 @@ class FinalTranscript(Event):
     audio_duration_s: float
     last_voiced_at: float
     stt_ms: float
+    audio: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """The utterance's 16 kHz mono float32 samples (spoken turns only), for a recording kept by consent."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

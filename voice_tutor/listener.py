@@ -18,7 +18,7 @@ import numpy as np
 
 from voice_tutor.audio.sources import CapturedFrame
 from voice_tutor.audio.turns import FRAME_MS, Transition, TurnDetector
-from voice_tutor.audio.vad import StreamingVad
+from voice_tutor.audio.vad import SAMPLE_RATE, StreamingVad
 from voice_tutor.config import TurnTakingConfig
 from voice_tutor.events import Event, FinalTranscript, PartialTranscript, SpeechPaused, SpeechStarted
 from voice_tutor.speech.stt import SpeechRecognizer, Transcript
@@ -141,7 +141,8 @@ class Listener:
             transcript = await self._transcribe_soon(self._utterance_audio())
         self._candidate = None
         self._detector.end_turn()
-        duration = len(self._utterance) * FRAME_MS / 1000
+        audio = self._utterance_audio()
+        duration = len(audio) / SAMPLE_RATE
         self._utterance = []
         self._pre_roll.clear()
         if not transcript.text:
@@ -155,4 +156,5 @@ class Listener:
             audio_duration_s=duration,
             last_voiced_at=self._last_voiced_at,
             stt_ms=transcript.elapsed_ms,
+            audio=audio,
         ))
