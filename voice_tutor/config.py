@@ -133,7 +133,11 @@ class PrivacyConfig:
     redact_transcripts: StrictBool = False
     """Names, emails, phone numbers... replaced before turns are stored."""
     retention_days: StrictInt | None = None
-    """``voice-tutor privacy purge`` deletes transcripts older than this."""
+    """``voice-tutor privacy purge`` deletes transcripts (and recordings) older than this."""
+    record_audio: StrictBool = False
+    """Keep each spoken learner turn as a WAV file; the learner is told when the session starts."""
+    recordings_dir: Path | None = None
+    """Where recordings go; None is a ``recordings`` folder beside the learner database."""
 
     @field_validator("retention_days")
     @classmethod
@@ -141,6 +145,17 @@ class PrivacyConfig:
         if days is not None and days < 1:
             raise ValueError("must be at least 1")
         return days
+
+
+@dataclass
+class ProgressApiConfig:
+    """Who may read the JSON progress API served at ``/api/v1`` by ``voice-tutor serve``."""
+
+    tokens: dict[str, list[str]] = field(default_factory=dict)
+    """Bearer token → the classes it may see (``["*"]``: all of them)."""
+
+    def __repr__(self) -> str:  # tokens never reach a log
+        return f"ProgressApiConfig(tokens=<{len(self.tokens)} hidden>)"
 
 
 @dataclass
@@ -152,6 +167,7 @@ class Config:
     dialogue: DialogueConfig = field(default_factory=DialogueConfig)
     xapi: XapiConfig = field(default_factory=XapiConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    progress_api: ProgressApiConfig = field(default_factory=ProgressApiConfig)
 
 
 _SECTIONS = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
