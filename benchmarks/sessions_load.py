@@ -19,24 +19,17 @@ which a session fell behind or p95 first-audio latency exceeded
 ``--max-p95-ms`` (1500); the largest N before that is "sustained".
 
 Variants (for before/after measurements of the process's shared workers):
-``--stt-threads K`` (threads of the shared STT executor; default: what
-``SpeechModels.load`` gives), ``--tts-threads K``, ``--phrase-cache-mb 0`` (no
-cache of the tutor's phrases' audio), ``--partial-ms MS`` (partial-transcript
-interval; a large value turns partials off), and ``--skip-busy-partials``: an
-experiment, not shipped behaviour, that measures a proposed listener change (a
-partial transcript is skipped while other STT work is already queued, so
-partials never delay a final) by patching ``Listener._maybe_partial`` in this
-process only; ``--piper-spinning``: piper's onnxruntime session reopened with
-its default busy-waiting worker threads (what this project did before; the voice is
-reloaded in this process only); ``--whisper-workers K``: an experiment measuring a proposed
-``speech/stt.py`` option, the one Whisper model loaded with CTranslate2
-``inter_threads=K`` (faster-whisper's ``num_workers``) so K STT threads run at
-once instead of queueing inside CTranslate2 (the model is swapped in this
-process only; the STT executor gets K threads unless ``--stt-threads`` says).
+``--stt-workers K`` and ``--whisper-threads T`` (the ``[stt] workers`` and
+``cpu_threads`` settings: K transcriptions at once, T CPU threads each),
+``--tts-threads K``, ``--phrase-cache-mb 0`` (no cache of the tutor's phrases'
+audio), ``--partial-ms MS`` (partial-transcript interval; a large value turns
+partials off), ``--piper-spinning``: piper's onnxruntime session reopened with
+its default busy-waiting worker threads (what this project did before; the
+voice is reloaded in this process only).
 
     .venv/bin/python benchmarks/sessions_load.py [--counts 1,5,10,20,30] [--utterances 8]
-        [--max-p95-ms 1500] [--stt-threads K] [--tts-threads K] [--phrase-cache-mb MB]
-        [--partial-ms MS] [--skip-busy-partials] [--whisper-workers K] [--piper-spinning]
+        [--max-p95-ms 1500] [--stt-workers K] [--whisper-threads T] [--tts-threads K]
+        [--phrase-cache-mb MB] [--partial-ms MS] [--piper-spinning]
         [--no-stop] [--json]
 """
 
@@ -61,12 +54,9 @@ DEFAULT_COUNTS = (1, 5, 10, 20, 30, 40)
 MAX_P95_FIRST_AUDIO_MS = 1500.0
 
 
-def configure(models: SpeechModels, stt_threads: int | None = None, tts_threads: int | None = None,
+def configure(models: SpeechModels, tts_threads: int | None = None,
               phrase_cache_mb: float | None = None) -> SpeechModels:
     """The same models with other shared-worker settings (for before/after runs)."""
-    if stt_threads is not None:
-        models.stt_executor.shutdown(wait=True)
-        models = dataclasses.replace(models, stt_executor=ThreadPoolExecutor(stt_threads, thread_name_prefix="stt"))
     if tts_threads is not None:
         models.tts_executor.shutdown(wait=True)
         models = dataclasses.replace(models, tts_executor=ThreadPoolExecutor(tts_threads, thread_name_prefix="tts"))
@@ -76,46 +66,6 @@ def configure(models: SpeechModels, stt_threads: int | None = None, tts_threads:
             cache.max_bytes = int(phrase_cache_mb * 2**20)
             cache.clear()
     return models
-
-
-def skip_partials_while_stt_busy():
-    """Experiment: patch the listener so a partial waits while other STT work is queued; returns an undo.
-
-    It measures a change proposed for ``voice_tutor/listener.py`` (which this
-    benchmark does not edit): finals then never wait behind other sessions' partials.
-    """
-    from voice_tutor import listener as listener_module
-    from voice_tutor.audio.turns import FRAME_MS
-
-    original = listener_module.Listener._maybe_partial
-
-    def maybe_partial(self) -> None:
-        waiting = getattr(self._stt_executor, "_work_queue", None)
-        if waiting is not None and waiting.qsize() > 0:
-            self._ms_since_partial += FRAME_MS  # due: tried again on the next voiced frame
-            return
-        original(self)
-
-    listener_module.Listener._maybe_partial = maybe_partial
-
-    def undo() -> None:
-        listener_module.Listener._maybe_partial = original
-
-    return undo
-
-
-def use_whisper_workers(models: SpeechModels, config: Config, workers: int) -> None:
-    """Experiment: reload the shared Whisper model with ``workers`` CTranslate2 workers (parallel calls)."""
-    from faster_whisper import WhisperModel
-
-    from voice_tutor.speech.stt import resolve_model
-
-    recognizer = models.recognizer
-    recognizer._whisper = WhisperModel(
-        resolve_model(config.stt.model), device=recognizer.device, compute_type=recognizer.compute_type,
-        cpu_threads=config.stt.cpu_threads, num_workers=workers, local_files_only=True,
-    )
-    recognizer.warm_up()
 
 
 def use_spinning_piper(models: SpeechModels, config: Config) -> None:
@@ -140,11 +90,8 @@ def run_load(
     *,
     max_p95_ms: float = MAX_P95_FIRST_AUDIO_MS,
     stop: bool = True,
-    stt_threads: int | None = None,
     tts_threads: int | None = None,
     phrase_cache_mb: float | None = None,
-    skip_busy_partials: bool = False,
-    whisper_workers: int | None = None,
     piper_spinning: bool = False,
     models: SpeechModels | None = None,
     gap_s: float | None = None,
@@ -158,10 +105,7 @@ def run_load(
         models = SpeechModels.load(config)
     if piper_spinning:
         use_spinning_piper(models, config)
-    if whisper_workers is not None:
-        use_whisper_workers(models, config, whisper_workers)
-        stt_threads = stt_threads or whisper_workers
-    models = configure(models, stt_threads, tts_threads, phrase_cache_mb)
+    models = configure(models, tts_threads, phrase_cache_mb)
     cache = getattr(models.synthesizer, "phrase_cache", None)
     idle_mb = bench.RssSampler().now_mb()
     rows = []
@@ -170,14 +114,11 @@ def run_load(
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "stt": models.recognizer.description,
         "tts": models.synthesizer.description,
-        "stt_threads": executor_threads(models.stt_executor),
+        "stt_workers": models.recognizer.workers,
         "tts_threads": executor_threads(models.tts_executor),
-        "whisper_cpu_threads": config.stt.cpu_threads,
-        "experiment_whisper_workers": whisper_workers,
         "piper_spinning_threads": piper_spinning,
         "phrase_cache_mb": round(cache.max_bytes / 2**20, 1) if cache is not None else None,
         "partial_interval_ms": config.turns.partial_interval_ms,
-        "experiment_skip_busy_partials": skip_busy_partials,
         "utterances_per_session": len(utterances),
         "max_p95_first_audio_ms": max_p95_ms,
         "max_frame_lag_ms": bench.MAX_FRAME_LAG_S * 1000,
@@ -185,7 +126,6 @@ def run_load(
         "rows": rows,
     }
     peak_one = None
-    undo = skip_partials_while_stt_busy() if skip_busy_partials else (lambda: None)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for n in counts:
@@ -222,7 +162,6 @@ def run_load(
                 if stop and not row["ok"]:
                     break
     finally:
-        undo()
         if own_models:
             models.close()
     passed = [row["sessions"] for row in rows if row["ok"]]
@@ -261,17 +200,13 @@ HEADER = (
 
 
 def format_table(result: dict) -> str:
-    workers = result["experiment_whisper_workers"]
     lines = [
         f"machine: {result['machine']} (load average at start {result['load_average_at_start']})",
         f"speech: {result['stt']}; voice: {result['tts']}",
-        f"workers: {result['stt_threads']} STT thread(s) (Whisper cpu_threads={result['whisper_cpu_threads']}"
-        f"{f', experiment: {workers} CTranslate2 workers' if workers else ''}), "
-        f"{result['tts_threads']} TTS thread(s)"
+        f"workers: {result['stt_workers']} STT, {result['tts_threads']} TTS thread(s)"
         f"{' (piper threads spinning)' if result['piper_spinning_threads'] else ''}; "
         f"phrase cache {result['phrase_cache_mb']} MB; "
-        f"partials every {result['partial_interval_ms']} ms of speech"
-        f"{' (experiment: skipped while STT work is queued)' if result['experiment_skip_busy_partials'] else ''}",
+        f"partials every {result['partial_interval_ms']} ms of speech",
         f"each session: {result['utterances_per_session']} utterances in real time; "
         f"a row fails when a session falls behind (frame lag > {result['max_frame_lag_ms'] / 1000:.0f} s) "
         f"or p95 first audio > {result['max_p95_first_audio_ms']:.0f} ms",
@@ -291,22 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--utterances", type=int, default=8, help="learner utterances per session (of 12)")
     parser.add_argument("--max-p95-ms", type=float, default=MAX_P95_FIRST_AUDIO_MS)
     parser.add_argument("--no-stop", action="store_true", help="try every count even after one fails")
-    parser.add_argument("--stt-threads", type=int)
+    parser.add_argument("--stt-workers", type=int, help="[stt] workers: transcriptions at once (0: automatic)")
     parser.add_argument("--tts-threads", type=int)
     parser.add_argument("--phrase-cache-mb", type=float)
     parser.add_argument("--partial-ms", type=int, help="partial-transcript interval (ms of speech)")
-    parser.add_argument("--skip-busy-partials", action="store_true",
-                        help="experiment: patch the listener so partials yield to queued STT work")
-    parser.add_argument("--whisper-workers", type=int,
-                        help="experiment: reload Whisper with this many CTranslate2 workers (parallel STT calls)")
     parser.add_argument("--piper-spinning", action="store_true",
                         help="piper's onnxruntime workers busy-wait between runs (the behaviour before)")
-    parser.add_argument("--whisper-threads", type=int, help="Whisper cpu_threads (0: one per core)")
+    parser.add_argument("--whisper-threads", type=int, help="[stt] cpu_threads per worker (0: cores shared out)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     config = with_overrides(
-        Config(), stt={"device": args.device, "cpu_threads": args.whisper_threads},
+        Config(), stt={"device": args.device, "cpu_threads": args.whisper_threads, "workers": args.stt_workers},
         turns={"partial_interval_ms": args.partial_ms},
     )
     try:
@@ -317,9 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     utterances = bench.generate_utterances(bench.UTTERANCES[: args.utterances])
     result = run_load(
         config, [int(n) for n in args.counts.split(",") if n.strip()], utterances,
-        max_p95_ms=args.max_p95_ms, stop=not args.no_stop, stt_threads=args.stt_threads,
+        max_p95_ms=args.max_p95_ms, stop=not args.no_stop,
         tts_threads=args.tts_threads, phrase_cache_mb=args.phrase_cache_mb,
-        skip_busy_partials=args.skip_busy_partials, whisper_workers=args.whisper_workers,
         piper_spinning=args.piper_spinning,
         progress=lambda message: print(message, file=sys.stderr, flush=True),
     )

@@ -207,15 +207,10 @@ def test_side_by_side_runs_both_paths_on_the_same_audio(speech_models, utterance
 
 @pytest.mark.slow
 def test_sessions_load_steps_up_and_reports_each_count(speech_models, utterances):
-    from voice_tutor.listener import Listener
-
     sessions_load = load_script("sessions_load")
-    original = Listener._maybe_partial
     result = sessions_load.run_load(
-        Config(), [1, 2], utterances[:2], models=speech_models, skip_busy_partials=True, gap_s=QUICK_GAP_S,
-        stop=False,
+        Config(), [1, 2], utterances[:2], models=speech_models, gap_s=QUICK_GAP_S, stop=False,
     )
-    assert Listener._maybe_partial is original  # the experiment's patch is undone
     assert [row["sessions"] for row in result["rows"]] == [1, 2]
     for row in result["rows"]:
         for stage in ("final_transcript", "first_audio"):
@@ -226,6 +221,6 @@ def test_sessions_load_steps_up_and_reports_each_count(speech_models, utterances
     assert result["rows"][0]["added_per_session_mb"] is None
     assert result["rows"][1]["added_per_session_mb"] is not None
     assert result["sustained_sessions"] in (0, 1, 2)
-    assert result["stt_threads"] >= 1 and result["experiment_skip_busy_partials"]
+    assert result["stt_workers"] == speech_models.recognizer.workers >= 1
     table = sessions_load.format_table(result)
     assert "sustained in real time" in table and len(table.splitlines()) >= 10

@@ -38,7 +38,9 @@ class SpeechToTextConfig:
     compute_type: str = "auto"
     """``auto`` (float16 on CUDA, int8 on CPU) or any CTranslate2 compute type."""
     cpu_threads: StrictInt = 0
-    """0 means one per core."""
+    """Threads per worker on the CPU; 0 shares the cores among the workers."""
+    workers: StrictInt = 0
+    """Transcriptions that run at once (sessions' turns in parallel); 0: 1 on the CPU, 4 on a GPU."""
     language: str | None = "en"
     """None detects the language per utterance."""
     padding_s: StrictFloat = 3.0

@@ -2,8 +2,11 @@
 
 VAD runs on every 32 ms frame; a pause starts a speculative transcription of
 the utterance so far, which is usually ready by the time the silence is long
-enough to end the turn.  Partial transcripts are produced while the learner
-speaks.  All model calls run in executors; the loop only keeps time.
+enough to end the turn; the turn ends at the first frame (or the moment the
+transcript arrives) when both hold.  Partial transcripts are produced while
+the learner speaks, when the shared recognizer has nothing more urgent to do.
+Model calls run on worker threads; the listener never waits for one while
+frames arrive, so a busy recognizer delays a turn's end, not the audio.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor
+from functools import partial
 
 import numpy as np
 
@@ -21,6 +24,7 @@ from voice_tutor.audio.turns import FRAME_MS, Transition, TurnDetector
 from voice_tutor.audio.vad import SAMPLE_RATE, StreamingVad
 from voice_tutor.config import TurnTakingConfig
 from voice_tutor.events import Event, FinalTranscript, PartialTranscript, SpeechPaused, SpeechStarted
+from voice_tutor.speech.scheduler import TranscriptionScheduler
 from voice_tutor.speech.stt import SpeechRecognizer, Transcript
 
 log = logging.getLogger(__name__)
@@ -33,26 +37,30 @@ class Listener:
         recognizer: SpeechRecognizer,
         config: TurnTakingConfig,
         publish: Callable[[Event], None],
-        stt_executor: Executor,
+        scheduler: TranscriptionScheduler,
         vad: StreamingVad | None = None,
         hotwords: str | None = None,
         language: str | None = None,
+        wait_for_recognizer: bool = False,
     ):
+        """``wait_for_recognizer``: frames come faster than real time (a file played unpaced), so
+        time is the frames' own: wait for a transcript at the end of a turn as if it took no time."""
         self.session_id = session_id
         self._recognizer = recognizer
         self._config = config
         self._publish = publish
-        self._stt_executor = stt_executor
+        self._scheduler = scheduler
         self._vad = vad or StreamingVad()
         self.hotwords = hotwords
         self.language = language
+        self._wait_for_recognizer = wait_for_recognizer
         self._detector = TurnDetector(config)
         self._pre_roll: deque[np.ndarray] = deque(maxlen=max(1, round(config.pre_roll_ms / FRAME_MS)))
         self._utterance: list[np.ndarray] = []
         self._utterance_id = 0
         self._last_voiced_at = 0.0
-        self._candidate: asyncio.Task[Transcript] | None = None
-        self._partial: asyncio.Task[None] | None = None
+        self._candidate: asyncio.Future[Transcript] | None = None
+        self._partial: asyncio.Future[Transcript] | None = None
         self._ms_since_partial = 0.0
 
     @property
@@ -92,26 +100,44 @@ class Listener:
         elif transition is Transition.PAUSED:
             self._publish(SpeechPaused(session_id=self.session_id, utterance_id=self._utterance_id,
                                        last_voiced_at=self._last_voiced_at))
-            self._candidate = self._transcribe_soon(self._utterance_audio())
+            self._candidate = self._transcribe_candidate(self._utterance_audio())
         if detector.voiced:
             self._maybe_partial()
-        too_long = len(self._utterance) * FRAME_MS >= self._config.max_utterance_s * 1000
-        if self._candidate is not None and detector.silence_ms >= self._config.end_of_turn_ms:
-            transcript = await self._candidate
-            if detector.turn_is_over(transcript.text):
-                await self._finish_turn(transcript)
-        elif too_long:
+        if self._candidate is not None:
+            if self._wait_for_recognizer and detector.silence_ms >= self._config.end_of_turn_ms:
+                await asyncio.wait([self._candidate])
+            if self._candidate is not None and self._candidate.done():
+                self._end_turn_if_over(self._candidate)
+        elif len(self._utterance) * FRAME_MS >= self._config.max_utterance_s * 1000:
             await self._finish_turn()
 
     def _utterance_audio(self) -> np.ndarray:
         return np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
 
-    def _transcribe_soon(self, audio: np.ndarray) -> asyncio.Task[Transcript]:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self._stt_executor, self._recognizer.transcribe_turn, audio, self.hotwords, self.language
+    def _transcribe(self, audio: np.ndarray) -> asyncio.Future[Transcript]:
+        return self._scheduler.run_urgent(
+            partial(self._recognizer.transcribe_turn, audio, self.hotwords, self.language)
         )
-        return asyncio.ensure_future(future)
+
+    def _transcribe_candidate(self, audio: np.ndarray) -> asyncio.Future[Transcript]:
+        """Transcribe at a pause; the turn ends as soon as it is ready and the silence long enough.
+
+        Frames keep flowing meanwhile: a learner who resumes cancels it.
+        """
+        candidate = self._transcribe(audio)
+        candidate.add_done_callback(self._end_turn_if_over)
+        return candidate
+
+    def _end_turn_if_over(self, candidate: asyncio.Future[Transcript]) -> None:
+        if candidate is not self._candidate or candidate.cancelled():
+            return
+        if candidate.exception() is not None:
+            log.error("speech recognition failed; the utterance is dropped", exc_info=candidate.exception())
+            self._complete_turn(None)
+            return
+        transcript = candidate.result()
+        if self._detector.turn_is_over(transcript.text):
+            self._complete_turn(transcript)
 
     def _drop_candidate(self) -> None:
         if self._candidate is not None:
@@ -123,29 +149,46 @@ class Listener:
         busy = self._partial is not None and not self._partial.done()
         if busy or self._ms_since_partial < self._config.partial_interval_ms:
             return
+        job = self._scheduler.run_partial(
+            partial(self._recognizer.transcribe_turn, self._utterance_audio(), self.hotwords, self.language)
+        )
+        if job is None:
+            return  # other sessions' turns are waiting for the recognizer: skip this one, try at the next frame
         self._ms_since_partial = 0.0
         utterance_id = self._utterance_id
-        audio = self._utterance_audio()
 
-        async def publish_partial() -> None:
-            transcript = await self._transcribe_soon(audio)
-            if transcript.text and utterance_id == self._utterance_id and self._detector.in_speech:
-                self._publish(PartialTranscript(session_id=self.session_id, utterance_id=utterance_id,
-                                                text=transcript.text))
+        def publish_partial(done: asyncio.Future[Transcript]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return
+            text = done.result().text
+            if text and utterance_id == self._utterance_id and self._detector.in_speech:
+                self._publish(PartialTranscript(session_id=self.session_id, utterance_id=utterance_id, text=text))
 
-        self._partial = asyncio.create_task(publish_partial())
+        job.add_done_callback(publish_partial)
+        self._partial = job
 
-    async def _finish_turn(self, transcript: Transcript | None = None) -> None:
-        if transcript is None:
-            self._drop_candidate()
-            transcript = await self._transcribe_soon(self._utterance_audio())
+    async def _finish_turn(self) -> None:
+        """End the turn now (too long, or the audio ended) on the transcript at the pause or of all of it."""
+        pending = self._candidate or self._transcribe(self._utterance_audio())
+        self._candidate = pending
+        try:
+            transcript = await pending
+        except Exception:
+            log.exception("speech recognition failed; the utterance is dropped")
+            transcript = None
+        if pending is self._candidate:  # not already ended by the candidate's own callback
+            self._complete_turn(transcript)
+
+    def _complete_turn(self, transcript: Transcript | None) -> None:
         self._candidate = None
+        if self._partial is not None:
+            self._partial.cancel()  # still queued: nobody will see it
         self._detector.end_turn()
         audio = self._utterance_audio()
         duration = len(audio) / SAMPLE_RATE
         self._utterance = []
         self._pre_roll.clear()
-        if not transcript.text:
+        if transcript is None or not transcript.text:
             log.info("utterance %d held no words; ignored", self._utterance_id)
             return
         self._publish(FinalTranscript(

@@ -34,6 +34,7 @@ from voice_tutor.events import (
 )
 from voice_tutor.listener import Listener
 from voice_tutor.responder import Responder
+from voice_tutor.speech.scheduler import TranscriptionScheduler
 from voice_tutor.speech.stt import SpeechRecognizer
 from voice_tutor.speech.tts import SpeechSynthesizer
 
@@ -46,7 +47,7 @@ class SpeechModels:
 
     recognizer: SpeechRecognizer
     synthesizer: SpeechSynthesizer
-    stt_executor: ThreadPoolExecutor
+    stt_scheduler: TranscriptionScheduler
     tts_executor: ThreadPoolExecutor
 
     @classmethod
@@ -66,12 +67,12 @@ class SpeechModels:
         return cls(
             recognizer=recognizer,
             synthesizer=synthesizer,
-            stt_executor=ThreadPoolExecutor(1, thread_name_prefix="stt"),
+            stt_scheduler=TranscriptionScheduler(recognizer.workers),
             tts_executor=ThreadPoolExecutor(1, thread_name_prefix="tts"),
         )
 
     def close(self) -> None:
-        self.stt_executor.shutdown(wait=False, cancel_futures=True)
+        self.stt_scheduler.close()
         self.tts_executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -114,8 +115,8 @@ class Session:
             models.tts_executor, speech_speed=speech_speed,
         )
         self._listener = Listener(
-            self.id, models.recognizer, config.turns, self._on_event, models.stt_executor,
-            hotwords=hotwords, language=language,
+            self.id, models.recognizer, config.turns, self._on_event, models.stt_scheduler,
+            hotwords=hotwords, language=language, wait_for_recognizer=not getattr(source, "realtime", True),
         )
         self._active_turn: int | None = None
         self._timings: dict[int, _TurnTiming] = {}

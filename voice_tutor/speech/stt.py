@@ -14,6 +14,7 @@ word error rates).  Longer audio (files) goes through faster-whisper's own
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import zlib
@@ -116,6 +117,21 @@ def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
     return device, compute_type
 
 
+def resolve_workers(device: str, workers: int, cpu_threads: int) -> tuple[int, int]:
+    """How many transcriptions run at once, and CPU threads for each (0: the library's choice on a GPU).
+
+    On the CPU the cores are shared among the workers, so two workers never
+    fight over the same cores; a GPU overlaps several sessions' work.
+    """
+    if workers < 0 or cpu_threads < 0:
+        raise ValueError("[stt] workers and cpu_threads must be 0 (automatic) or more")
+    if workers == 0:
+        workers = 4 if device == "cuda" else 1
+    if cpu_threads == 0 and device == "cpu":
+        cpu_threads = max(1, (os.cpu_count() or 1) // workers)
+    return workers, cpu_threads
+
+
 def resolve_model(name: str) -> str:
     """A model directory: the bundled one, a path, or a faster-whisper size already in its cache."""
     if name == "bundled:whisper-base":
@@ -141,13 +157,15 @@ class SpeechRecognizer:
 
         self.config = config or SpeechToTextConfig()
         self.device, self.compute_type = resolve_device(self.config.device, self.config.compute_type)
+        self.workers, self.cpu_threads = resolve_workers(self.device, self.config.workers, self.config.cpu_threads)
         model_path = resolve_model(self.config.model)
         try:
             self._whisper = WhisperModel(
                 model_path,
                 device=self.device,
                 compute_type=self.compute_type,
-                cpu_threads=self.config.cpu_threads,
+                cpu_threads=self.cpu_threads,
+                num_workers=self.workers,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:
@@ -162,7 +180,8 @@ class SpeechRecognizer:
 
     @property
     def description(self) -> str:
-        return f"{self.config.model} on {self.device} ({self.compute_type})"
+        threads = f", {self.cpu_threads} thread(s) each" if self.device == "cpu" else ""
+        return f"{self.config.model} on {self.device} ({self.compute_type}), {self.workers} worker(s){threads}"
 
     def _tokenizer(self, language: str):
         tokenizer = self._tokenizers.get(language)
