@@ -18,6 +18,14 @@ Classroom additions on the same port (JSON over HTTP ``GET``; secrets travel in
   (printed in the link's ``#key=`` fragment when generated):
   ``/api/teacher/rooms`` lists the live rooms with a teacher token for each,
   ``/api/teacher/end?room=R`` ends the learner's session in room R.
+* The admin page ``/admin.html`` logs in with ``--admin-password`` (printed
+  in its link's ``#key=`` fragment when generated; see :class:`Admin`):
+  learners and classes of the learner database, a learner's export, deleting
+  a learner, the retention purge.  The admin password also works wherever the
+  teacher password does; the teacher password never works for the admin.
+* The read-only progress API (:mod:`voice_tutor.classroom.progress_api`) at
+  ``/api/v1/...``, for the ``[progress_api] tokens`` of the configuration and
+  the admin password (which sees every class).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import re
 import time
@@ -42,8 +51,10 @@ from urllib.parse import urlencode
 
 from voice_tutor.config import ASSETS_DIR, Config, load_config, with_overrides
 
+log = logging.getLogger(__name__)
 WEB_DIR = ASSETS_DIR / "web"
 TEACHER_PASSWORD_ENV = "VOICE_TUTOR_TEACHER_PASSWORD"
+ADMIN_PASSWORD_ENV = "VOICE_TUTOR_ADMIN_PASSWORD"
 KIOSK_NAME = re.compile(r"^[\w][\w .'-]{0,39}$")
 """What a learner may type at the kiosk: a short code or a first name."""
 THREE_MODULE = Path("node_modules/three/build/three.module.js")
@@ -97,6 +108,9 @@ def add_serve_command(subparsers, parents: Sequence[argparse.ArgumentParser] = (
     serve.add_argument("--teacher-password",
                        help="the teacher dashboard's password, at least 8 characters "
                             f"(default ${TEACHER_PASSWORD_ENV}, else random and printed in the dashboard link)")
+    serve.add_argument("--admin-password",
+                       help="the admin page's password (learners, classes, exports, deletion), at least 8 "
+                            f"characters (default ${ADMIN_PASSWORD_ENV}, else random and printed in the admin link)")
     serve.add_argument("--static-dir", type=Path, default=WEB_DIR, help=argparse.SUPPRESS)
     serve.set_defaults(run=run_serve)
     return serve
@@ -128,12 +142,14 @@ def run_serve(args: argparse.Namespace) -> int:
         return _fail("--token-hours must be above 0 and at most a year")
     if args.idle_timeout is not None and args.idle_timeout < 0:
         return _fail("--idle-timeout must be 0 (never) or more seconds")
-    args.teacher_password = args.teacher_password or os.environ.get(TEACHER_PASSWORD_ENV) or None
-    args.teacher_password_printed = args.teacher_password is None
-    if args.teacher_password is None:
-        args.teacher_password = secrets.token_urlsafe(12)
-    elif len(args.teacher_password) < 8:
-        return _fail("--teacher-password must be at least 8 characters")
+    for role, env in (("teacher", TEACHER_PASSWORD_ENV), ("admin", ADMIN_PASSWORD_ENV)):
+        given = getattr(args, f"{role}_password", None) or os.environ.get(env) or None
+        setattr(args, f"{role}_password_printed", given is None)
+        if given is not None and len(given) < 8:
+            return _fail(f"--{role}-password must be at least 8 characters")
+        setattr(args, f"{role}_password", given or secrets.token_urlsafe(12))
+    if hmac.compare_digest(args.teacher_password.encode(), args.admin_password.encode()):
+        return _fail("--admin-password must differ from --teacher-password (a teacher is not an admin)")
     if args.kiosk and args.db is None:
         from voice_tutor.store.sqlite import default_path
 
@@ -182,11 +198,13 @@ async def _serve(args: argparse.Namespace, config: Config, secret: bytes) -> int
             store = await asyncio.to_thread(Store.open, args.db)
         idle = args.idle_timeout if args.idle_timeout is not None else (120.0 if args.kiosk else 0.0)
         classroom = Classroom(secret, args.room, args.teacher_password, kiosk=args.kiosk,
-                              ttl_s=args.token_hours * 3600)
+                              ttl_s=args.token_hours * 3600, admin_password=args.admin_password)
+        admin = Admin(classroom, args.admin_password, store, progress_tokens=config.progress_api.tokens,
+                      retention_days=config.privacy.retention_days)
         server = BridgeServer(
             secret, host=args.host, port=args.port, static_dir=static_dir, ssl=tls,
             session_factory=voice_session_factory(models, config, store=store, idle_timeout_s=idle or None),
-            routes=classroom.routes(),
+            routes=classroom.routes() | admin.routes(),
         )  # fmt: skip
         classroom.server = server
         try:
@@ -239,6 +257,8 @@ def _announce(server, args: argparse.Namespace, title: str, lesson_id: str, clas
         print(f"  {'kiosk:':<11}{base}?{urlencode({'kiosk': classroom.kiosk_key})}", flush=True)
     key = f"#{urlencode({'key': args.teacher_password})}" if args.teacher_password_printed else ""
     print(f"  {'dashboard:':<11}{base}dashboard.html{key}", flush=True)
+    key = f"#{urlencode({'key': args.admin_password})}" if args.admin_password_printed else ""
+    print(f"  {'admin:':<11}{base}admin.html{key}", flush=True)
     for role, url in links:
         print(f"  {role + ':':<11}{url}", flush=True)
     print(f"  (links work for {args.token_hours:g} h; Ctrl+C stops the server)", flush=True)
@@ -254,7 +274,7 @@ def _same(given: str, expected: str) -> bool:
 
 
 REFUSAL_DELAY_S = 0.5
-"""A wrong kiosk key or teacher password is answered this much later (guessing gets slow)."""
+"""A wrong kiosk key, teacher or admin password or API token is answered this much later (guessing gets slow)."""
 
 
 async def _refused(message: str) -> tuple[int, object]:
@@ -267,13 +287,16 @@ class Classroom:
 
     ``kiosk_key`` (derived from the token secret, so stable across restarts)
     lets the kiosk page sign learners in to ``room``; ``teacher_password``
-    lets the dashboard list rooms and get a teacher token for each.
+    lets the dashboard list rooms and get a teacher token for each, and so
+    does ``admin_password`` (an admin may do what a teacher may).
     """
 
-    def __init__(self, secret: bytes, room: str, teacher_password: str, *, kiosk: bool, ttl_s: float):
+    def __init__(self, secret: bytes, room: str, teacher_password: str, *, kiosk: bool, ttl_s: float,
+                 admin_password: str | None = None):  # fmt: skip
         self.room = room
         self.kiosk = kiosk
         self.teacher_password = teacher_password
+        self.admin_password = admin_password
         self.ttl_s = ttl_s
         digest = hmac.new(secret, b"voice-tutor kiosk key", hashlib.sha256).digest()
         self.kiosk_key = base64.urlsafe_b64encode(digest[:18]).decode()
@@ -285,6 +308,18 @@ class Classroom:
         if self.kiosk:
             routes |= {"/api/kiosk/signin": self.sign_in, "/api/kiosk/signout": self.sign_out}
         return routes
+
+    def is_teacher(self, request) -> bool:
+        """The teacher's or the admin's password is in the request's Authorization header."""
+        given = _bearer(request)
+        teacher = _same(given, self.teacher_password)
+        admin = self.admin_password is not None and _same(given, self.admin_password)
+        return teacher or admin
+
+    def live_learners(self) -> dict[str, str]:
+        """The learners connected now, and the room each is in."""
+        rooms = self.server.rooms if self.server is not None else {}
+        return {m.name: room_id for room_id, room in rooms.items() for m in room.members if m.role == "learner"}
 
     async def sign_in(self, request, query: dict[str, str]) -> tuple[int, object]:
         if not _same(_bearer(request), self.kiosk_key):
@@ -307,7 +342,7 @@ class Classroom:
         return 200, {"ended": room is not None}
 
     async def rooms(self, request, query: dict[str, str]) -> tuple[int, object]:
-        if not _same(_bearer(request), self.teacher_password):
+        if not self.is_teacher(request):
             return await _refused("wrong teacher password")
         listed = []
         for room_id, room in sorted(self.server.rooms.items()):
@@ -326,13 +361,167 @@ class Classroom:
 
     async def end(self, request, query: dict[str, str]) -> tuple[int, object]:
         """End the learner's session in ``?room=``: the room stays, the next learner starts afresh."""
-        if not _same(_bearer(request), self.teacher_password):
+        if not self.is_teacher(request):
             return await _refused("wrong teacher password")
         room = self.server.rooms.get(query.get("room", ""))
         if room is None:
             return 404, {"error": "no such room"}
         await room.end_conversation("ended by the teacher")
         return 200, {"ended": room.id}
+
+
+class Admin:
+    """The admin's routes (``/api/admin/...``) and the progress API (``/api/v1/...``).
+
+    Every admin route needs ``Authorization: Bearer <admin password>``: the
+    teacher's password is refused, a wrong one answered after
+    :data:`REFUSAL_DELAY_S`.  They are all ``GET`` (the only method this
+    server's HTTP side speaks), yet none can be set off by a plain link, a
+    form or another site's page: a link cannot carry a bearer header (this
+    server never asks for Basic credentials a browser would remember), and
+    another origin's ``fetch`` with one needs a CORS preflight this server
+    never grants.  The two that destroy data also want ``confirm``:
+    ``/api/admin/delete?learner=NAME&confirm=NAME`` (the name typed again) and
+    ``/api/admin/purge?days=N&confirm=purge``, so a mistyped or replayed URL
+    alone deletes nothing.  ``store`` None (serve without ``--db``): every
+    route that needs the learner database answers 503.
+
+    ::
+
+        GET /api/admin/learners                               learners: level, sessions, last seen, classes, live
+        GET /api/admin/export?learner=NAME                    everything the store holds about NAME (JSON)
+        GET /api/admin/delete?learner=NAME&confirm=NAME       delete NAME and every row about them
+        GET /api/admin/classes                                classes: teacher, learners
+        GET /api/admin/class/create?class=C[&teacher=T]       a new class (or set its teacher)
+        GET /api/admin/class/add?class=C&learner=NAME         put NAME in C (a new name is created)
+        GET /api/admin/class/remove?class=C&learner=NAME      take NAME out of C
+        GET /api/admin/purge?[days=N&]confirm=purge           delete transcripts older than N days
+                                                              (default [privacy] retention_days)
+    """
+
+    def __init__(self, classroom: Classroom, password: str, store, *,
+                 progress_tokens: dict[str, list[str]] | None = None, retention_days: int | None = None):  # fmt: skip
+        from voice_tutor.classroom.progress_api import ProgressApi, scopes_from_config
+
+        self.classroom = classroom
+        self.password = password
+        self.store = store
+        self.retention_days = retention_days
+        self.progress = ProgressApi(store, {**scopes_from_config(progress_tokens or {}), password: "*"})
+
+    def routes(self) -> dict:
+        admin = {
+            "learners": self.learners, "export": self.export, "delete": self.delete,
+            "classes": self.classes, "class/create": self.class_create,
+            "class/add": self.class_add, "class/remove": self.class_remove, "purge": self.purge,
+        }  # fmt: skip
+        return {"/api/v1": self.progress_api, "/api/v1/": self.progress_api} | {
+            f"/api/admin/{path}": self._guarded(handler) for path, handler in admin.items()
+        }
+
+    async def progress_api(self, request, query: dict[str, str]) -> tuple[int, object]:
+        """The read-only progress API: its tokens, and the admin password for every class."""
+        status, body = await asyncio.to_thread(self.progress.handle, request.path, request.headers.get("Authorization"))
+        if status == 401:
+            await asyncio.sleep(REFUSAL_DELAY_S)
+        return status, body
+
+    def _guarded(self, handler):
+        """``handler(query)``, run in a thread, for the admin password only; store errors as 4xx."""
+        from voice_tutor.classroom.progress_api import NO_STORE
+        from voice_tutor.store import NotFound, StoreError
+
+        async def route(request, query: dict[str, str]) -> tuple[int, object]:
+            if not _same(_bearer(request), self.password):
+                return await _refused("wrong admin password")
+            if self.store is None:
+                return 503, {"error": NO_STORE}
+            try:
+                return await asyncio.to_thread(handler, query)
+            except NotFound as error:
+                return 404, {"error": str(error)}
+            except ValueError as error:
+                return 400, {"error": str(error)}
+            except StoreError as error:  # e.g. recordings that could not be deleted: nothing else was
+                log.warning("admin %s failed: %s", request.path.split("?")[0], error)
+                return 500, {"error": str(error)}
+
+        return route
+
+    @staticmethod
+    def _name(query: dict[str, str], key: str) -> str:
+        name = query.get(key, "").strip()
+        if not name:
+            raise ValueError(f"give ?{key}=")
+        return name
+
+    def learners(self, query: dict[str, str]) -> tuple[int, object]:
+        learners = self.store.list_learners()
+        activity = self.store.learner_activity()
+        classes: dict[str, list[str]] = {}
+        for room in self.store.list_classes():
+            for name in room.members:
+                classes.setdefault(name, []).append(room.name)
+        live = self.classroom.live_learners()
+        listed = []
+        for learner in learners:
+            sessions, last_seen = activity.get(learner.name, (0, None))
+            listed.append({
+                "name": learner.name, "level": learner.level, "sessions": sessions,
+                "last_seen": last_seen.isoformat() if last_seen else None,
+                "created_at": learner.created_at.isoformat(),
+                "classes": classes.get(learner.name, []), "live_in": live.get(learner.name),
+            })  # fmt: skip
+        return 200, {"learners": listed}
+
+    def export(self, query: dict[str, str]) -> tuple[int, object]:
+        return 200, self.store.export_learner(self._name(query, "learner"))
+
+    def delete(self, query: dict[str, str]) -> tuple[int, object]:
+        name = self._name(query, "learner")
+        if query.get("confirm") != name:
+            raise ValueError("deleting a learner needs confirm= with their name again")
+        self.store.get_learner(name)  # 404 before anything else
+        if (room := self.classroom.live_learners().get(name)) is not None:
+            return 409, {"error": f"{name} is in a live session in room {room}: end it first"}
+        removed = self.store.delete_learner(name)  # with their recordings, where the store keeps any
+        body: dict[str, object] = {"deleted": name}
+        if isinstance(removed, list):
+            body["recordings_deleted"] = len(removed)
+        return 200, body
+
+    def classes(self, query: dict[str, str]) -> tuple[int, object]:
+        return 200, {"classes": [_class_json(room) for room in self.store.list_classes()]}
+
+    def class_create(self, query: dict[str, str]) -> tuple[int, object]:
+        teacher = query.get("teacher", "").strip() or None
+        return 200, _class_json(self.store.create_class(self._name(query, "class"), teacher))
+
+    def class_add(self, query: dict[str, str]) -> tuple[int, object]:
+        room, name = self.store.get_class(self._name(query, "class")), self._name(query, "learner")
+        self.store.ensure_learner(name)  # like `voice-tutor class add`: a new name is created
+        return 200, _class_json(self.store.add_to_class(room.name, [name]))
+
+    def class_remove(self, query: dict[str, str]) -> tuple[int, object]:
+        room, name = self._name(query, "class"), self._name(query, "learner")
+        return 200, _class_json(self.store.remove_from_class(room, [name]))
+
+    def purge(self, query: dict[str, str]) -> tuple[int, object]:
+        from voice_tutor.classroom.privacy import purge
+
+        if query.get("confirm") != "purge":
+            raise ValueError("purging needs confirm=purge")
+        given = query.get("days", "").strip()
+        if given and not given.isdigit():
+            raise ValueError("days= must be a whole number of days")
+        days = int(given) if given else self.retention_days
+        if days is None:
+            raise ValueError("give days= (or set [privacy] retention_days in the configuration)")
+        return 200, {"deleted_turns": purge(self.store, days), "older_than_days": days}
+
+
+def _class_json(room) -> dict:
+    return {"name": room.name, "teacher": room.teacher, "learners": list(room.members)}
 
 
 def _has_session(room) -> bool:

@@ -532,7 +532,10 @@ class Room:
             await self.session.close()
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
+_REASONS = {
+    200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 409: "Conflict", 500: "Internal Server Error", 503: "Service Unavailable",
+}  # fmt: skip
 
 _NOT_HISTORY = p.SCENE_COMMANDS | p.SIM_COMMANDS | {"sim_state", "gaze", "partial_transcript"}
 """State the snapshot already carries, or transient values a late client has no use for."""
@@ -600,7 +603,10 @@ class BridgeServer:
         self.limits = limits
         self.session_factory = session_factory
         self.routes: dict[str, HttpRoute] = dict(routes or {})
-        """HTTP GET handlers by path (``/api/...``), answered with JSON on the same port."""
+        """HTTP GET handlers by path (``/api/...``), answered with JSON on the same port.
+
+        A path ending in ``/`` (``/api/v1/``) also answers every path below it
+        (the longest such prefix wins); the handler reads ``request.path``."""
         self.ping_interval = ping_interval
         self.server_name = server_name
         self._requested_port = port
@@ -712,8 +718,8 @@ class BridgeServer:
             return None
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return connection.respond(404, f"The websocket endpoint is {self.ws_path}\n")
-        if path in self.routes:
-            return await self._route(connection, request, path)
+        if (route := self._find_route(path)) is not None:
+            return await self._route(connection, request, path, route)
         found = await asyncio.to_thread(self._read_static, path)
         if isinstance(found, int):
             return connection.respond(found, "Not found\n" if found == 404 else "Bad path\n")
@@ -728,10 +734,16 @@ class BridgeServer:
         )
         return Response(200, "OK", headers, body)
 
-    async def _route(self, connection: ServerConnection, request: Request, path: str) -> Response:
+    def _find_route(self, path: str) -> HttpRoute | None:
+        if path in self.routes:
+            return self.routes[path]
+        prefixes = [key for key in self.routes if key.endswith("/") and path.startswith(key)]
+        return self.routes[max(prefixes, key=len)] if prefixes else None
+
+    async def _route(self, connection: ServerConnection, request: Request, path: str, route: HttpRoute) -> Response:
         query = {key: values[-1] for key, values in parse_qs(urlsplit(request.path).query).items()}
         try:
-            status, body = await self.routes[path](request, query)
+            status, body = await route(request, query)
         except Exception:
             log.exception("HTTP %s failed", path)
             status, body = 500, {"error": "the server failed to handle that request"}
