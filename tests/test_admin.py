@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
+import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -25,19 +28,20 @@ from voice_tutor.store import LearnerNotFound, Store
 from xr_bridge import protocol as p
 from xr_bridge import serve as serve_module
 from xr_bridge.serve import REFUSAL_DELAY_S, Admin, Classroom, _announce, run_serve
-from xr_bridge.server import BridgeServer
+from xr_bridge.server import BridgeServer, load_ssl_context
 
 SECRET = b"admin-tests-secret-0123456789"
 TEACHER = "teacher-password-1"
 ADMIN = "admin-password-1"
 
 
-def get(base: str, path: str, password: str | None = None, **params) -> tuple[int, object]:
+def get(base: str, path: str, password: str | None = None, *, tls: ssl.SSLContext | None = None,
+        **params) -> tuple[int, object]:  # fmt: skip
     """``GET path?params`` with the password as a bearer token (blocking: call it in a thread)."""
     url = f"{base}{path}" + (f"?{urlencode(params)}" if params else "")
     headers = {"Authorization": f"Bearer {password}"} if password else {}
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as reply:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10, context=tls) as reply:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as error:
         body = error.read()
@@ -48,10 +52,10 @@ async def aget(*args, **params) -> tuple[int, object]:
     return await asyncio.to_thread(get, *args, **params)
 
 
-async def bridge(store: Store | None, tokens: dict | None = None, retention_days: int | None = None):
+async def bridge(store: Store | None, tokens: dict | None = None, retention_days: int | None = None, tls=None):
     classroom = Classroom(SECRET, "demo", TEACHER, kiosk=False, ttl_s=600, admin_password=ADMIN)
     admin = Admin(classroom, ADMIN, store, progress_tokens=tokens, retention_days=retention_days)
-    server = BridgeServer(SECRET, port=0, routes=classroom.routes() | admin.routes())
+    server = BridgeServer(SECRET, port=0, routes=classroom.routes() | admin.routes(), ssl=tls)
     classroom.server = server
     await server.start()
     return server
@@ -181,6 +185,27 @@ async def test_progress_api_on_the_bridge_port(store):
         assert (await aget(base, "/api/v1/classes", "nope"))[0] == 401
         assert time.monotonic() - started >= REFUSAL_DELAY_S * 0.9
         assert await aget(base, "/api/v1x", ADMIN) == (404, b"Not found\n")  # not under /api/v1/: a page
+    finally:
+        await server.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+async def test_the_api_and_the_admin_routes_over_tls(store, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = await bridge(store, tokens={"tok-5b": ["5B"]}, tls=load_ssl_context(cert, key))
+    base = server.http_url.rstrip("/")
+    trust = ssl.create_default_context(cafile=str(cert))
+    try:
+        assert base.startswith("https://")
+        assert (await aget(base, "/api/v1/classes", "tok-5b", tls=trust))[1]["classes"][0]["name"] == "5B"
+        assert (await aget(base, "/api/admin/learners", ADMIN, tls=trust))[0] == 200
+        with pytest.raises(urllib.error.URLError):  # an untrusted certificate: no password is sent
+            await aget(base, "/api/admin/learners", ADMIN, tls=ssl.create_default_context())
     finally:
         await server.close()
 
