@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from voice_tutor import bench
+from voice_tutor.audio.turns import FRAME_MS
 from voice_tutor.config import Config, with_overrides
 from voice_tutor.speech.tts import PhraseCache
 
@@ -131,9 +132,15 @@ def test_two_sessions_at_once_report_every_stage(speech_models, utterances, tmp_
     assert len(runs) == 2 and report["sessions"] == 2
     assert report["utterances_per_session"] == len(utterances)
     assert report["turns"] == sum(len(run.turns) for run in runs) >= 2
-    for stage in ("final_transcript", "first_text", "first_audio"):
+    for stage in ("final_transcript", "first_text", "first_audio", "endpoint_to_final"):
         well_formed(report["latency_ms"][stage])
     assert report["latency_ms"]["final_transcript"]["n"] == report["turns"]
+    partials = [partial for run in runs for partial in run.partials]
+    assert report["latency_ms"]["partial_behind_speech"]["n"] == len(partials)
+    assert all(0 < partial.heard_until < partial.t for partial in partials)
+    # A turn ends when the silence is long enough; the final transcript cannot come before that moment
+    # (a frame's rounding aside).
+    assert report["latency_ms"]["endpoint_to_final"]["p50"] > -FRAME_MS
     well_formed(report["frame_lag_ms"])
     assert report["frame_lag_ms"]["n"] == sum(len(run.frame_lags_s) for run in runs) > 0
     well_formed(report["event_loop_lag_ms"])
@@ -155,6 +162,7 @@ def test_bench_with_sessions_reports_the_single_and_concurrent_runs(speech_model
     results = bench.run_bench(Config(), sessions=2, models=speech_models, utterances=utterances[:2])
     for key in ("machine", "stt", "tts", "utterances", "turns", "model_load_s", "peak_memory_mb",
                 "end_of_speech_to_final_transcript_ms", "end_of_speech_to_first_audio_ms",
+                "endpoint_to_final_transcript_ms", "partial_behind_speech_ms",
                 "stt_real_time_factor", "stt_word_error_rate", "tts_first_sentence_ms", "concurrent"):
         assert key in results, key
     assert results["utterances"] == 2 and results["turns"] >= 1
@@ -166,6 +174,7 @@ def test_bench_with_sessions_reports_the_single_and_concurrent_runs(speech_model
     assert results["stt_real_time_factor"]["turn_window_p50"] > 0
     table = bench.format_table(results)
     assert "end of speech → first tutor audio" in table and "peak memory of the session" in table
+    assert "endpoint → final transcript" in table and "partial transcript behind speech" in table
     assert "2 sessions at once" in table and "memory added per further session" in table
     import json
 

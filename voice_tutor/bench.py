@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -44,7 +45,8 @@ import soxr
 
 from rapidfuzz.distance import Levenshtein
 
-from voice_tutor.config import Config, TextToSpeechConfig
+from voice_tutor.audio.turns import sounds_unfinished
+from voice_tutor.config import Config, TextToSpeechConfig, TurnTakingConfig
 from voice_tutor.dialogue.answers import normalize
 from voice_tutor.session import Session, SpeechModels
 
@@ -210,6 +212,7 @@ class SessionRun:
 
     turns: list = field(default_factory=list)
     finals: list = field(default_factory=list)
+    partials: list = field(default_factory=list)
     frame_lags_s: list[float] = field(default_factory=list)
     audio_s: float = 0.0
     wall_s: float = 0.0
@@ -227,7 +230,7 @@ async def _one_session(models: SpeechModels, config: Config, source, workdir: Pa
                        delay_s: float) -> SessionRun:
     from voice_tutor.audio.sinks import WavFileSink
     from voice_tutor.dialogue.lesson_tutor import LessonTutor
-    from voice_tutor.events import FinalTranscript
+    from voice_tutor.events import FinalTranscript, PartialTranscript
     from voice_tutor.learning.lessons import find_lesson, load_lesson
 
     await asyncio.sleep(delay_s)
@@ -239,13 +242,17 @@ async def _one_session(models: SpeechModels, config: Config, source, workdir: Pa
     events = session.bus.subscribe()
     run = SessionRun(audio_s=probe.source.duration_s + probe.source.tail_silence_s)
 
-    async def collect_finals() -> None:
-        while True:
-            event = await events.get()
-            if isinstance(event, FinalTranscript):
-                run.finals.append(event)
+    def keep(event) -> None:
+        if isinstance(event, FinalTranscript):
+            run.finals.append(dataclasses.replace(event, audio=None))  # the bench's memory is not the session's
+        elif isinstance(event, PartialTranscript):
+            run.partials.append(event)
 
-    collector = asyncio.create_task(collect_finals())
+    async def collect() -> None:
+        while True:
+            keep(await events.get())
+
+    collector = asyncio.create_task(collect())
     started = time.monotonic()
     try:
         run.turns = await session.run()
@@ -254,9 +261,7 @@ async def _one_session(models: SpeechModels, config: Config, source, workdir: Pa
         await asyncio.sleep(0)
         collector.cancel()
         while not events.empty():
-            event = events.get_nowait()
-            if isinstance(event, FinalTranscript):
-                run.finals.append(event)
+            keep(events.get_nowait())
     run.frame_lags_s = probe.lags_s
     return run
 
@@ -292,14 +297,30 @@ async def run_sessions(models: SpeechModels, config: Config, recordings: list[Pa
     return list(runs), loop_lags
 
 
-def summarize_runs(runs: list[SessionRun], loop_lags: list[float]) -> dict:
+def endpoint_to_final_ms(final, turns: TurnTakingConfig) -> float:
+    """From the moment the silence was long enough to end the turn to the final transcript.
+
+    The listener ends a turn after ``end_of_turn_ms`` of silence, or
+    ``unfinished_end_of_turn_ms`` when the words trail off; with the
+    speculative transcript already done, the final follows at once.
+    """
+    limit = turns.unfinished_end_of_turn_ms if sounds_unfinished(final.text) else turns.end_of_turn_ms
+    return (final.t - final.last_voiced_at) * 1000 - limit
+
+
+def summarize_runs(runs: list[SessionRun], loop_lags: list[float],
+                   turn_config: TurnTakingConfig | None = None) -> dict:
     """Per-stage latency over every turn, real-time keeping, in-session STT speed."""
+    turn_config = turn_config or TurnTakingConfig()
     turns = [turn for run in runs for turn in run.turns]
     stages = {}
     for stage in ("final_transcript", "first_text", "first_audio"):
         stages[stage] = distribution([t.latency_ms[stage] for t in turns if stage in t.latency_ms])
     lags = [lag * 1000 for run in runs for lag in run.frame_lags_s]
     finals = [final for run in runs for final in run.finals]
+    partials = [partial for run in runs for partial in run.partials]
+    stages["endpoint_to_final"] = distribution([endpoint_to_final_ms(f, turn_config) for f in finals])
+    stages["partial_behind_speech"] = distribution([(p.t - p.heard_until) * 1000 for p in partials])
     rtf = [f.stt_ms / 1000 / f.audio_duration_s for f in finals if f.audio_duration_s > 0]
     kept_up = sum(run.kept_up for run in runs)
     return {
@@ -346,7 +367,7 @@ def run_concurrent(models: SpeechModels, config: Config, utterances: list[tuple[
     delays = [index * period / sessions if stagger else 0.0 for index in range(sessions)]
     with RssSampler() as memory:
         runs, loop_lags = asyncio.run(run_sessions(models, config, recordings, workdir, delays))
-    report = summarize_runs(runs, loop_lags)
+    report = summarize_runs(runs, loop_lags, config.turns)
     report["utterances_per_session"] = len(clips)
     report["stagger_s"] = round(delays[-1], 2) if delays else 0.0
     # Each FileSource holds its recording twice (decoded, and padded while it plays): the harness's share.
@@ -417,6 +438,8 @@ def run_bench(config: Config, sessions: int | None = None, *, models: SpeechMode
     results["end_of_speech_to_final_transcript_ms"] = {"p50": _percentile(finals, 50), "p95": _percentile(finals, 95)}
     results["end_of_speech_to_first_audio_ms"] = {"p50": _percentile(audio, 50), "p95": _percentile(audio, 95)}
     results["frame_lag_ms"] = single["frame_lag_ms"]
+    results["endpoint_to_final_transcript_ms"] = single["latency_ms"]["endpoint_to_final"]
+    results["partial_behind_speech_ms"] = single["latency_ms"]["partial_behind_speech"]
 
     fast, standard = [], []
     fast_errors = standard_errors = words = 0
@@ -459,6 +482,8 @@ def format_table(results: dict) -> str:
     rows = [
         ("end of speech → final transcript", *ms(results["end_of_speech_to_final_transcript_ms"])),
         ("end of speech → first tutor audio", *ms(results["end_of_speech_to_first_audio_ms"])),
+        ("endpoint → final transcript", *ms(results["endpoint_to_final_transcript_ms"])),
+        ("partial transcript behind speech", *ms(results["partial_behind_speech_ms"])),
         ("TTS first sentence", *ms(results["tts_first_sentence_ms"])),
     ]
     lines = [
@@ -498,6 +523,8 @@ def format_concurrent(report: dict) -> list[str]:
         row("end of speech → final transcript", latency["final_transcript"]),
         row("end of speech → first text", latency["first_text"]),
         row("end of speech → first tutor audio", latency["first_audio"]),
+        row("endpoint → final transcript", latency["endpoint_to_final"]),
+        row("partial transcript behind speech", latency["partial_behind_speech"]),
         row("frame lag (capture → listener)", report["frame_lag_ms"]),
         row("event-loop lag (10 ms timer)", report["event_loop_lag_ms"]),
         row("STT time per final transcript", stt["ms"]),

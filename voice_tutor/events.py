@@ -46,6 +46,8 @@ class SpeechPaused(Event):
 class PartialTranscript(Event):
     utterance_id: int
     text: str
+    heard_until: float = 0.0
+    """Capture time of the last audio it covers: how far behind the speech it is, is ``t - heard_until``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,3 +166,23 @@ class SafetyAlert(Event):
     severity: str
     excerpt: str
     """What was said, with personal data redacted."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnRated(Event):
+    """The learner rated a reply of the tutor: thumbs up (+1) or down (-1); their latest rating of it counts."""
+
+    rating: int
+    turn_id: int | None
+    """The session turn of the rated reply (0: the opening); None: the reply the tutor gave
+    just before the learner's turn that said it (a rating said aloud, "thumbs up")."""
+    source: str
+    """``page`` (a button) or ``voice`` (said aloud)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SurveyAnswered(Event):
+    """The learner's end-of-session survey: answers 1-5 by question (any may be skipped), and a comment."""
+
+    answers: dict[str, int]
+    comment: str | None = None

@@ -59,6 +59,7 @@ class Listener:
         self._utterance: list[np.ndarray] = []
         self._utterance_id = 0
         self._last_voiced_at = 0.0
+        self._heard_until = 0.0
         self._candidate: asyncio.Future[Transcript] | None = None
         self._partial: asyncio.Future[Transcript] | None = None
         self._ms_since_partial = 0.0
@@ -93,6 +94,7 @@ class Listener:
             self._pre_roll.append(frame.samples)
             return
         self._utterance.append(frame.samples)
+        self._heard_until = frame.captured_at
         if detector.voiced:
             self._last_voiced_at = frame.captured_at
         if transition is Transition.RESUMED:
@@ -155,14 +157,15 @@ class Listener:
         if job is None:
             return  # other sessions' turns are waiting for the recognizer: skip this one, try at the next frame
         self._ms_since_partial = 0.0
-        utterance_id = self._utterance_id
+        utterance_id, heard_until = self._utterance_id, self._heard_until
 
         def publish_partial(done: asyncio.Future[Transcript]) -> None:
             if done.cancelled() or done.exception() is not None:
                 return
             text = done.result().text
             if text and utterance_id == self._utterance_id and self._detector.in_speech:
-                self._publish(PartialTranscript(session_id=self.session_id, utterance_id=utterance_id, text=text))
+                self._publish(PartialTranscript(session_id=self.session_id, utterance_id=utterance_id, text=text,
+                                                heard_until=heard_until))
 
         job.add_done_callback(publish_partial)
         self._partial = job
