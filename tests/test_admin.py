@@ -144,6 +144,29 @@ async def test_export_delete_classes_and_purge(store):
         await server.close()
 
 
+async def test_routes_answer_get_only(store):
+    server = await bridge(store, tokens={"tok-all": ["*"]})
+    base = server.http_url.rstrip("/")
+
+    def call(method: str, path: str, password: str) -> tuple[int, str | None]:
+        request = urllib.request.Request(f"{base}{path}", headers={"Authorization": f"Bearer {password}"},
+                                         method=method)  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status, None
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers.get("Allow")
+
+    try:
+        for method in ("POST", "DELETE", "PUT", "HEAD"):
+            assert await asyncio.to_thread(call, method, "/api/v1/classes", "tok-all") == (405, "GET")
+            path = "/api/admin/delete?learner=Dan%20Other&confirm=Dan%20Other"
+            assert await asyncio.to_thread(call, method, path, ADMIN) == (405, "GET")
+        assert store.get_learner("Dan Other")  # never run
+    finally:
+        await server.close()
+
+
 async def test_purge_without_a_retention_period_needs_days(store):
     server = await bridge(store)
     try:

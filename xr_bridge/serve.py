@@ -375,16 +375,17 @@ class Admin:
 
     Every admin route needs ``Authorization: Bearer <admin password>``: the
     teacher's password is refused, a wrong one answered after
-    :data:`REFUSAL_DELAY_S`.  They are all ``GET`` (the only method this
-    server's HTTP side speaks), yet none can be set off by a plain link, a
-    form or another site's page: a link cannot carry a bearer header (this
-    server never asks for Basic credentials a browser would remember), and
-    another origin's ``fetch`` with one needs a CORS preflight this server
-    never grants.  The two that destroy data also want ``confirm``:
-    ``/api/admin/delete?learner=NAME&confirm=NAME`` (the name typed again) and
-    ``/api/admin/purge?days=N&confirm=purge``, so a mistyped or replayed URL
-    alone deletes nothing.  ``store`` None (serve without ``--db``): every
-    route that needs the learner database answers 503.
+    :data:`REFUSAL_DELAY_S`.  They are all ``GET`` (the only method the
+    bridge's HTTP routes answer; others get 405), yet none can be set off by
+    a plain link, a form or another site's page: a link cannot carry a bearer
+    header (this server never asks for Basic credentials a browser would
+    remember), and another origin's ``fetch`` with one needs a CORS preflight
+    this server never grants.  The two that destroy data also want
+    ``confirm``: ``/api/admin/delete?learner=NAME&confirm=NAME`` (the name
+    again) and ``/api/admin/purge?days=N&confirm=purge``, so a request that
+    merely names its target deletes nothing.  A learner connected to a room
+    is not deleted (409: end the session first).  ``store`` None (serve
+    without ``--db``): every route that needs the learner database answers 503.
 
     ::
 

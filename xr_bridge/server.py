@@ -742,11 +742,17 @@ class BridgeServer:
 
     async def _route(self, connection: ServerConnection, request: Request, path: str, route: HttpRoute) -> Response:
         query = {key: values[-1] for key, values in parse_qs(urlsplit(request.path).query).items()}
-        try:
-            status, body = await route(request, query)
-        except Exception:
-            log.exception("HTTP %s failed", path)
-            status, body = 500, {"error": "the server failed to handle that request"}
+        # websockets >= 15 hands other methods to process_request too (older ones refuse them with 400);
+        # a route is a GET handler, never run for POST, DELETE, or HEAD (which would get a body).
+        method = getattr(request, "method", "GET")
+        if method != "GET":
+            status, body = 405, {"error": f"{path} answers GET only, not {method}"}
+        else:
+            try:
+                status, body = await route(request, query)
+            except Exception:
+                log.exception("HTTP %s failed", path)
+                status, body = 500, {"error": "the server failed to handle that request"}
         data = json.dumps(body, ensure_ascii=False).encode()
         headers = Headers(
             {
@@ -756,6 +762,8 @@ class BridgeServer:
                 "X-Content-Type-Options": "nosniff",
             }
         )
+        if status == 405:
+            headers["Allow"] = "GET"
         return Response(status, _REASONS.get(status, "Error"), headers, data)
 
     def _read_static(self, path: str) -> tuple[bytes, str] | int:
