@@ -151,5 +151,18 @@ async def test_an_admin_deletes_a_learner_on_the_admin_page(served, tmp_path):
         await page.click("#to-dashboard")
         await page.wait_for_url("**/dashboard.html", timeout=5000)
         await page.wait_for_function("window.dashboard.loggedIn", timeout=5000)
+
+        # The printed link's #key= logs in and leaves the address bar; the tab keeps the login.
+        linked = await browser.new_page()
+        linked.on("pageerror", lambda error: problems.append(str(error)))
+        await linked.goto(f"{base}/admin.html#key={ADMIN}")
+        await linked.wait_for_function("window.admin.loggedIn", timeout=5000)
+        assert ADMIN not in linked.url
+        await linked.reload()
+        await linked.wait_for_function("window.admin.loggedIn", timeout=5000)
+        await linked.click("#logout")
+        await linked.reload()
+        await linked.locator("#login").wait_for(timeout=5000)
+        assert not await linked.evaluate("window.admin.loggedIn")
         assert problems == []
         await browser.close()

@@ -428,7 +428,10 @@ class Admin:
         return status, body
 
     def _guarded(self, handler):
-        """``handler(query)``, run in a thread, for the admin password only; store errors as 4xx."""
+        """``handler(query, live)``, run in a thread, for the admin password only; store errors as 4xx.
+
+        ``live`` (:meth:`Classroom.live_learners`) is read here, on the event loop that changes the rooms.
+        """
         from voice_tutor.classroom.progress_api import NO_STORE
         from voice_tutor.store import NotFound, StoreError
 
@@ -438,7 +441,7 @@ class Admin:
             if self.store is None:
                 return 503, {"error": NO_STORE}
             try:
-                return await asyncio.to_thread(handler, query)
+                return await asyncio.to_thread(handler, query, self.classroom.live_learners())
             except NotFound as error:
                 return 404, {"error": str(error)}
             except ValueError as error:
@@ -456,14 +459,13 @@ class Admin:
             raise ValueError(f"give ?{key}=")
         return name
 
-    def learners(self, query: dict[str, str]) -> tuple[int, object]:
+    def learners(self, query: dict[str, str], live: dict[str, str]) -> tuple[int, object]:
         learners = self.store.list_learners()
         activity = self.store.learner_activity()
         classes: dict[str, list[str]] = {}
         for room in self.store.list_classes():
             for name in room.members:
                 classes.setdefault(name, []).append(room.name)
-        live = self.classroom.live_learners()
         listed = []
         for learner in learners:
             sessions, last_seen = activity.get(learner.name, (0, None))
@@ -475,15 +477,15 @@ class Admin:
             })  # fmt: skip
         return 200, {"learners": listed}
 
-    def export(self, query: dict[str, str]) -> tuple[int, object]:
+    def export(self, query: dict[str, str], live: dict[str, str]) -> tuple[int, object]:
         return 200, self.store.export_learner(self._name(query, "learner"))
 
-    def delete(self, query: dict[str, str]) -> tuple[int, object]:
+    def delete(self, query: dict[str, str], live: dict[str, str]) -> tuple[int, object]:
         name = self._name(query, "learner")
         if query.get("confirm") != name:
             raise ValueError("deleting a learner needs confirm= with their name again")
         self.store.get_learner(name)  # 404 before anything else
-        if (room := self.classroom.live_learners().get(name)) is not None:
+        if (room := live.get(name)) is not None:
             return 409, {"error": f"{name} is in a live session in room {room}: end it first"}
         removed = self.store.delete_learner(name)  # with their recordings, where the store keeps any
         body: dict[str, object] = {"deleted": name}
@@ -491,23 +493,23 @@ class Admin:
             body["recordings_deleted"] = len(removed)
         return 200, body
 
-    def classes(self, query: dict[str, str]) -> tuple[int, object]:
+    def classes(self, query: dict[str, str], live: dict[str, str]) -> tuple[int, object]:
         return 200, {"classes": [_class_json(room) for room in self.store.list_classes()]}
 
-    def class_create(self, query: dict[str, str]) -> tuple[int, object]:
+    def class_create(self, query: dict[str, str], live: dict[str, str]) -> tuple[int, object]:
         teacher = query.get("teacher", "").strip() or None
         return 200, _class_json(self.store.create_class(self._name(query, "class"), teacher))
 
-    def class_add(self, query: dict[str, str]) -> tuple[int, object]:
+    def class_add(self, query: dict[str, str], live: dict[str, str]) -> tuple[int, object]:
         room, name = self.store.get_class(self._name(query, "class")), self._name(query, "learner")
         self.store.ensure_learner(name)  # like `voice-tutor class add`: a new name is created
         return 200, _class_json(self.store.add_to_class(room.name, [name]))
 
-    def class_remove(self, query: dict[str, str]) -> tuple[int, object]:
+    def class_remove(self, query: dict[str, str], live: dict[str, str]) -> tuple[int, object]:
         room, name = self._name(query, "class"), self._name(query, "learner")
         return 200, _class_json(self.store.remove_from_class(room, [name]))
 
-    def purge(self, query: dict[str, str]) -> tuple[int, object]:
+    def purge(self, query: dict[str, str], live: dict[str, str]) -> tuple[int, object]:
         from voice_tutor.classroom.privacy import purge
 
         if query.get("confirm") != "purge":
