@@ -742,7 +742,7 @@ class BridgeServer:
 
     async def _route(self, connection: ServerConnection, request: Request, path: str, route: HttpRoute) -> Response:
         query = {key: values[-1] for key, values in parse_qs(urlsplit(request.path).query).items()}
-        # websockets >= 15 hands other methods to process_request too (older ones refuse them with 400);
+        # Recent websockets releases (17 here) hand other methods to process_request too (older ones refuse them);
         # a route is a GET handler, never run for POST, DELETE, or HEAD (which would get a body).
         method = getattr(request, "method", "GET")
         if method != "GET":
