@@ -151,8 +151,9 @@ class Listener:
         busy = self._partial is not None and not self._partial.done()
         if busy or self._ms_since_partial < self._config.partial_interval_ms:
             return
+        frames = list(self._utterance)  # joined on the worker, only if the partial runs at all
         job = self._scheduler.run_partial(
-            partial(self._recognizer.transcribe_turn, self._utterance_audio(), self.hotwords, self.language)
+            lambda: self._recognizer.transcribe_turn(np.concatenate(frames), self.hotwords, self.language)
         )
         if job is None:
             return  # other sessions' turns are waiting for the recognizer: skip this one, try at the next frame
