@@ -1,8 +1,8 @@
 """The admin role and the progress API in the real ``voice-tutor serve`` process, over real HTTP and in Chromium.
 
 One server for the module: a learner database seeded through the Store API
-(class 5B with three learners, Dan in 6C, Zed in no class), a configuration
-with ``[progress_api] tokens``, a teacher and an admin password.  The API is
+(class 5B with three learners, Dan in 6C, Zed in no class) named by the
+configuration's ``[dialogue] store``, ``[progress_api] tokens``, a teacher and an admin password.  The API is
 queried with urllib; then an admin logs in on ``/admin.html`` in headless
 Chromium, exports a learner, deletes one after confirming (the store no longer
 has them), and opens the teacher dashboard with the same login.
@@ -48,8 +48,8 @@ def served(tmp_path_factory):
         store.add_turn(session, "learner", "my secret answer")
         store.end_session(session)
     config = root / "voice-tutor.toml"
-    config.write_text(CONFIG)
-    process, links = start_serve(root / "xdg", SECRET, "--db", str(db), "--config", str(config),
+    config.write_text(CONFIG + f"\n[dialogue]\nstore = {json.dumps(str(db))}\n")  # the database by configuration
+    process, links = start_serve(root / "xdg", SECRET, "--config", str(config),
                                  "--teacher-password", TEACHER, "--admin-password", ADMIN)  # fmt: skip
     base = links["dashboard"].removesuffix("dashboard.html").rstrip("/")
     yield base, db

@@ -99,7 +99,8 @@ def add_serve_command(subparsers, parents: Sequence[argparse.ArgumentParser] = (
     serve.add_argument("--lesson", help="lesson id or path (default arithmetic)")
     serve.add_argument("--llm-url", help="an OpenAI-compatible endpoint (default: the offline tutor)")
     serve.add_argument("--llm-model", help="the model to ask at --llm-url")
-    serve.add_argument("--db", type=Path, help="remember each room's first learner in this learner database")
+    serve.add_argument("--db", type=Path, help="remember each room's first learner in this learner database "
+                                                    "(default: the configuration's [dialogue] store; none)")
     serve.add_argument("--kiosk", action="store_true",
                        help="classroom kiosk: learners sign in on the page, one at a time, in --room")
     serve.add_argument("--idle-timeout", type=float, metavar="SECONDS",
@@ -192,10 +193,11 @@ async def _serve(args: argparse.Namespace, config: Config, secret: bytes) -> int
     models = await asyncio.to_thread(SpeechModels.load, config, _progress)
     store = None
     try:
-        if args.db:
+        database = config.dialogue.store  # --db, else the configuration file's [dialogue] store
+        if database:
             from voice_tutor.store import Store
 
-            store = await asyncio.to_thread(Store.open, args.db)
+            store = await asyncio.to_thread(Store.open, database)
         idle = args.idle_timeout if args.idle_timeout is not None else (120.0 if args.kiosk else 0.0)
         classroom = Classroom(secret, args.room, args.teacher_password, kiosk=args.kiosk,
                               ttl_s=args.token_hours * 3600, admin_password=args.admin_password)
