@@ -457,8 +457,9 @@ def cmd_learner_delete(args) -> int:
                      "add --yes to do it")
     with _open_store(args) as store:
         sessions = len(store.export_learner(args.name)["sessions"])
-        store.delete_learner(args.name)
-    print(f"deleted learner {args.name!r} ({sessions} sessions)", file=sys.stderr)
+        recordings = len(store.delete_learner(args.name))
+    kept = f", {recordings} recordings" if recordings else ""
+    print(f"deleted learner {args.name!r} ({sessions} sessions{kept})", file=sys.stderr)
     return 0
 
 

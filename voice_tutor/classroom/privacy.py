@@ -50,7 +50,7 @@ class TranscriptRedactor:
 
 
 def purge(store: Store, older_than_days: int, *, now: datetime | None = None) -> int:
-    """Delete the transcripts of sessions started more than ``older_than_days`` ago; returns turns deleted."""
+    """Delete the transcripts (and recordings) of sessions started more than ``older_than_days`` ago; returns turns deleted."""
     if older_than_days < 0:
         raise ValueError("older_than_days must not be negative")
     now = now or datetime.now(UTC)

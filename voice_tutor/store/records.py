@@ -83,6 +83,8 @@ class Turn:
     started_at: datetime
     ended_at: datetime
     latency_ms: dict[str, float]
+    audio_path: str | None = None
+    """The recording of a spoken learner turn (kept only with ``[privacy] record_audio``)."""
 
 
 @dataclass(frozen=True, slots=True)

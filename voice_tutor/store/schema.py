@@ -129,4 +129,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX xapi_outbox_pending ON xapi_outbox (delivered_at, id);
     CREATE INDEX xapi_outbox_by_learner ON xapi_outbox (learner_id);
     """,
+    # 3: a learner turn's recording (kept by consent, ``[privacy] record_audio``): the WAV
+    # file's absolute path; deleting the turn (retention, a deleted learner) deletes the file.
+    """
+    ALTER TABLE turns ADD COLUMN audio_path TEXT;
+    """,
 )

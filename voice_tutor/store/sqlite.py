@@ -12,10 +12,14 @@ method through ``asyncio.to_thread`` from any worker thread.
 
 Deletion: ``secure_delete`` zeroes freed content and ``delete_learner``
 checkpoints the WAL, so a deleted learner's words do not linger in the file.
+Recordings (WAV files a turn links to by ``audio_path``) are deleted with
+their turns, files first: a deletion cut short leaves the rows, and running
+it again finishes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -193,8 +197,15 @@ class Store:
             for name, count, last in rows
         }
 
-    def delete_learner(self, name: str) -> None:
-        """Remove the learner and every row about them (sessions, turns, answers, ratings...)."""
+    def delete_learner(self, name: str) -> list[str]:
+        """Remove the learner, every row about them (sessions, turns, answers, ratings...) and their recordings.
+
+        Returns the recordings' paths (deleted; those already gone included).
+        """
+        with self._transaction() as db:
+            learner_id = _learner_id(db, name)
+            paths = _audio_paths(db, "SELECT id FROM sessions WHERE learner_id = ?", (learner_id,))
+        _delete_files(paths)
         with self._transaction(write=True) as db:
             learner_id = _learner_id(db, name)
             db.execute("DELETE FROM learners WHERE id = ?", (learner_id,))
@@ -203,6 +214,7 @@ class Store:
             # holds the old ones.  If another process keeps reading for longer than
             # the busy timeout this gives up; the next checkpoint finishes the job.
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return paths
 
     # Sessions and turns
 
@@ -234,27 +246,30 @@ class Store:
         started_at: datetime | None = None,
         ended_at: datetime | None = None,
         latency_ms: Mapping[str, float] | None = None,
+        audio_path: str | Path | None = None,
     ) -> Turn:
         """Append a turn to the session (its index is the next one); durable on return.
 
         ``heard`` is what the learner actually heard of a tutor turn cut by
         barge-in (``cut=True``).  ``started_at`` defaults to ``ended_at``,
-        which defaults to now.
+        which defaults to now.  ``audio_path`` links the turn's recording
+        (kept as an absolute path; the file goes when the turn does).
         """
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         ended = _iso(ended_at)
         started = _iso(started_at) if started_at is not None else ended
         latency = json.dumps(dict(latency_ms or {}), allow_nan=False)
+        audio = str(Path(audio_path).resolve()) if audio_path is not None else None
         with self._transaction(write=True) as db:
             if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
                 raise NotFound(f"no session {session_id}")
             cursor = db.execute(
                 "INSERT INTO turns"
-                " (session_id, idx, role, text, heard, cut, started_at, ended_at, latency_ms)"
-                " SELECT ?, COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ?, ?, ?, ?"
+                " (session_id, idx, role, text, heard, cut, started_at, ended_at, latency_ms, audio_path)"
+                " SELECT ?, COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ?, ?, ?, ?, ?"
                 " FROM turns WHERE session_id = ?",
-                (session_id, role, text, heard, int(cut), started, ended, latency, session_id),
+                (session_id, role, text, heard, int(cut), started, ended, latency, audio, session_id),
             )
             row = db.execute("SELECT * FROM turns WHERE id = ?", (cursor.lastrowid,)).fetchone()
         return _turn_from_row(row)
@@ -275,6 +290,24 @@ class Store:
         with self._transaction(write=True) as db:
             if db.execute("SELECT 1 FROM turns WHERE id = ?", (turn_id,)).fetchone() is None:
                 raise NotFound(f"no turn {turn_id}")
+            cursor = db.execute(
+                "INSERT INTO ratings (turn_id, rating, comment, at) VALUES (?, ?, ?, ?)",
+                (turn_id, rating, comment, _iso(at)),
+            )
+            return cursor.lastrowid
+
+    def set_rating(self, turn_id: int, rating: int, comment: str | None = None, *, at: datetime | None = None) -> int:
+        """The learner's thumbs up (+1) or down (-1) on a turn, replacing any earlier rating of it.
+
+        A learner who changes their mind (up, then down) leaves one rating,
+        the latest.  Returns the rating id.
+        """
+        if rating not in (1, -1):
+            raise ValueError(f"rating must be +1 or -1, not {rating!r}")
+        with self._transaction(write=True) as db:
+            if db.execute("SELECT 1 FROM turns WHERE id = ?", (turn_id,)).fetchone() is None:
+                raise NotFound(f"no turn {turn_id}")
+            db.execute("DELETE FROM ratings WHERE turn_id = ?", (turn_id,))
             cursor = db.execute(
                 "INSERT INTO ratings (turn_id, rating, comment, at) VALUES (?, ?, ?, ?)",
                 (turn_id, rating, comment, _iso(at)),
@@ -531,12 +564,15 @@ class Store:
     # Retention
 
     def purge_transcripts(self, before: datetime) -> int:
-        """Delete the turns (and their ratings) of sessions started before ``before``; returns how many.
+        """Delete the turns (their ratings and recordings) of sessions started before ``before``; returns how many.
 
         Sessions, assessments and mastery stay (they hold no words); survey
         comments of those sessions are cleared too.
         """
         cutoff = _iso(before)
+        with self._transaction() as db:
+            paths = _audio_paths(db, "SELECT id FROM sessions WHERE started_at < ?", (cutoff,))
+        _delete_files(paths)
         with self._transaction(write=True) as db:
             count = db.execute(
                 "DELETE FROM turns WHERE session_id IN (SELECT id FROM sessions WHERE started_at < ?)",
@@ -650,6 +686,14 @@ class Store:
                     (learner.id,),
                 )
             ]
+            recordings = [
+                path for (path,) in db.execute(
+                    "SELECT turns.audio_path FROM turns JOIN sessions ON sessions.id = turns.session_id"
+                    " WHERE sessions.learner_id = ? AND turns.audio_path IS NOT NULL"
+                    " ORDER BY sessions.started_at, sessions.id, turns.idx",
+                    (learner.id,),
+                )
+            ]
             schema_version = db.execute("PRAGMA user_version").fetchone()[0]
         return {
             "format": EXPORT_FORMAT,
@@ -669,6 +713,7 @@ class Store:
             "reviews": reviews,
             "classes": classes,
             "xapi": {"pseudonym": pseudonym[0] if pseudonym else None, "statements": statements},
+            "recordings": recordings,
         }
 
 
@@ -706,6 +751,31 @@ def _statements(script: str) -> Iterator[str]:
             if pending.strip(" \t\n;"):
                 yield pending
             pending = ""
+
+
+def _audio_paths(db: sqlite3.Connection, sessions_sql: str, parameters: tuple) -> list[str]:
+    """The recordings linked from the turns of the sessions ``sessions_sql`` selects."""
+    return [
+        path for (path,) in db.execute(
+            f"SELECT audio_path FROM turns WHERE audio_path IS NOT NULL AND session_id IN ({sessions_sql})",
+            parameters,
+        )
+    ]
+
+
+def _delete_files(paths: list[str]) -> None:
+    """Delete recordings (gone already is fine) and the folders they leave empty; StoreError if one stays."""
+    failed = []
+    for path in map(Path, paths):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            failed.append(f"{path}: {error.strerror or error}")
+            continue
+        with contextlib.suppress(OSError):  # a session's folder, once its last recording is gone
+            path.parent.rmdir()
+    if failed:
+        raise StoreError(f"could not delete {len(failed)} recordings ({'; '.join(failed[:3])}); nothing else was deleted")
 
 
 def _insert_assessment(db, learner_id: int, skill_id: str, question_id: str, correct: bool, at) -> int:
@@ -794,6 +864,7 @@ def _turn_from_row(row: sqlite3.Row) -> Turn:
         started_at=datetime.fromisoformat(row["started_at"]),
         ended_at=datetime.fromisoformat(row["ended_at"]),
         latency_ms=json.loads(row["latency_ms"]),
+        audio_path=row["audio_path"],
     )
 
 
@@ -808,6 +879,7 @@ def _turn_export(row: sqlite3.Row) -> dict:
         "started_at": row["started_at"],
         "ended_at": row["ended_at"],
         "latency_ms": json.loads(row["latency_ms"]),
+        "audio_path": row["audio_path"],
     }
 
 
