@@ -4,6 +4,10 @@ The microphone session (``voice-tutor talk``) and every room of the XR bridge
 (``voice-tutor serve``) start lessons the same way: load the lesson, recall
 the learner, build the tutor (offline, or an LLM that falls back to it,
 always safety-filtered), run a :class:`Session`, and record its turns.
+
+A remembered learner's feedback is stored with its turns (ratings on the page
+or said aloud, the end-of-session survey); with ``[privacy] record_audio`` their
+spoken turns are recorded too, and the tutor says so first.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 from voice_tutor.config import Config
 from voice_tutor.events import Event, SafetyAlert, SessionNotice, TurnCompleted
@@ -19,6 +24,10 @@ from voice_tutor.learning.memory import LearnerMemory
 from voice_tutor.session import Session, SpeechModels
 from voice_tutor.store import Preferences, Store
 from voice_tutor.store.recorder import TurnRecorder
+
+
+RECORDING_NOTICE = "recording"
+"""``SessionNotice.level`` of the notice that the learner's spoken turns are recorded (pages show it)."""
 
 
 def load_configured_lesson(config: Config) -> Lesson:
@@ -47,11 +56,15 @@ async def build_tutor(
 ):
     """The offline lesson tutor, or an LLM tutor that falls back to it; safety-filtered either way.
 
+    A learner turn that rates the previous reply ("thumbs up") is acknowledged
+    by :class:`~voice_tutor.dialogue.feedback.FeedbackTutor`, not answered.
+
     ``publish`` receives the events these wrappers produce (fallback notices,
     safety alerts), without a session id.  ``publish_simulation`` receives the
     simulation commands an LLM tutor's tools issue (scenes only).
     """
     from voice_tutor.dialogue.base import FallbackTutor
+    from voice_tutor.dialogue.feedback import FeedbackTutor
     from voice_tutor.dialogue.lesson_tutor import LessonTutor
     from voice_tutor.dialogue.safety import SafeTutor
 
@@ -73,7 +86,7 @@ async def build_tutor(
         moderation_client = openai.AsyncOpenAI(
             base_url=config.llm.base_url, api_key=config.llm.api_key or "not-needed", max_retries=0
         )
-    return SafeTutor(tutor, moderation_client=moderation_client, on_alert=lambda verdict: publish(SafetyAlert(
+    return SafeTutor(FeedbackTutor(tutor), moderation_client=moderation_client, on_alert=lambda verdict: publish(SafetyAlert(
         direction=verdict.source, category=str(verdict.category), severity=verdict.severity,
         excerpt=verdict.redacted_text[:200],
     )))
@@ -81,7 +94,12 @@ async def build_tutor(
 
 @dataclasses.dataclass
 class Tutoring:
-    """A lesson for one learner: named learners are remembered in ``store``."""
+    """A lesson for one learner: named learners are remembered in ``store``.
+
+    ``recordings`` is the folder their spoken turns are recorded in, when
+    ``[privacy] record_audio`` is on (None: nothing is recorded; an unnamed
+    learner is never recorded, having no stored turns to link a recording to).
+    """
 
     config: Config
     lesson: Lesson
@@ -89,6 +107,7 @@ class Tutoring:
     tutor: object
     store: Store | None
     _relay: list[Session] = dataclasses.field(default_factory=list)
+    recordings: Path | None = None
 
     @classmethod
     async def open(
@@ -107,7 +126,20 @@ class Tutoring:
                 session.bus.publish(dataclasses.replace(event, session_id=session.id))
 
         tutor = await build_tutor(config, lesson, memory, publish, publish_simulation)
-        return cls(config, lesson, memory, tutor, store if memory.learner else None, relay)
+        store = store if memory.learner else None
+        recordings = None
+        if store is not None and config.privacy.record_audio:
+            from voice_tutor.dialogue.base import PrefacedTutor
+            from voice_tutor.store.recordings import NOTICE, recordings_dir
+
+            recordings = recordings_dir(config.privacy.recordings_dir, store.path)
+            tutor = PrefacedTutor(tutor, NOTICE)  # the learner hears it before anything is recorded
+        return cls(config, lesson, memory, tutor, store, relay, recordings)
+
+    @property
+    def recording(self) -> bool:
+        """Whether the learner's spoken turns are recorded (they are told when the session starts)."""
+        return self.recordings is not None
 
     def session(self, models: SpeechModels, source, sink, **options) -> Session:
         """A session of this lesson on ``source``/``sink``, shaped by the learner's profile."""
@@ -128,6 +160,11 @@ class Tutoring:
         """Run the session to its end, storing its turns and queuing its xAPI statements as they happen."""
         if self.store is None:
             return await session.run()
+        if self.recording:
+            from voice_tutor.events import SessionNotice
+            from voice_tutor.store.recordings import NOTICE
+
+            session.bus.publish(SessionNotice(session_id=session.id, level=RECORDING_NOTICE, message=NOTICE))
         from voice_tutor.classroom.privacy import TranscriptRedactor
         from voice_tutor.classroom.xapi import XapiRecorder
 
@@ -135,7 +172,7 @@ class Tutoring:
         redact = await asyncio.to_thread(
             TranscriptRedactor, self.store, enabled=self.config.privacy.redact_transcripts, extra_names=[learner]
         )
-        recorder = TurnRecorder(self.store, learner, self.lesson.id, redact=redact)
+        recorder = TurnRecorder(self.store, learner, self.lesson.id, redact=redact, recordings=self.recordings)
         statements = XapiRecorder(self.store, learner, self.lesson.id, homepage=self.config.xapi.homepage)
         tasks = [asyncio.create_task(recorder.run(session.bus.subscribe())),
                  asyncio.create_task(statements.run(session.bus.subscribe()))]

@@ -28,7 +28,7 @@ from enum import IntEnum
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, field_validator
 
 from voice_tutor import events as ev
 
@@ -71,6 +71,10 @@ CLOSE_RATE_LIMITED = 4029
 CLOSE_SESSION_ENDED = 4010  # the learner's session ended (idle, a teacher, a new sign-in): sign in again
 SESSION_ENDED = "session_ended"
 """``notice.level`` of the notice that tells a room its learner's session ended (message: the reason)."""
+RECORDING = "recording"
+"""``notice.level`` of the notice that the learner's spoken turns are recorded (message: what they were told).
+
+Sent when a recorded session starts and again whenever a learner joins it; pages show it until the session ends."""
 
 
 class ProtocolError(Exception):
@@ -420,6 +424,42 @@ class PttStop(RoomMessage):
     type: Literal["ptt_stop"] = "ptt_stop"
 
 
+class RateTurn(RoomMessage):
+    """Thumbs up (+1) or down (-1) on the tutor's reply ``turn_id`` (of ``tutor_text``/``tutor_speech_ended``).
+
+    Stored with that turn for a remembered learner; a later rating of the same
+    reply replaces the earlier one (changing your mind).
+    """
+
+    type: Literal["rate_turn"] = "rate_turn"
+    turn_id: Count
+    rating: Annotated[int, Field(ge=-1, le=1)]
+    """1 (thumbs up) or -1 (thumbs down); an int, strictly (``true`` or ``1.0`` are refused)."""
+
+    @field_validator("rating")
+    @classmethod
+    def _thumbs(cls, rating: int) -> int:
+        if rating == 0:
+            raise ValueError("rating must be 1 (thumbs up) or -1 (thumbs down)")
+        return rating
+
+
+SurveyQuestion = Literal["helpful", "clear", "pace", "enjoyed"]
+"""The keys of the store's ``SURVEY_QUESTIONS``."""
+
+
+class Survey(RoomMessage):
+    """The learner's end-of-session survey, sent as they finish (before signing out).
+
+    Each question answered 1 (not at all) to 5 (very), any may be left out;
+    ``comment`` is free text.  Stored with the session of a remembered learner.
+    """
+
+    type: Literal["survey"] = "survey"
+    answers: Annotated[dict[SurveyQuestion, Annotated[int, Field(ge=1, le=5)]], Field(max_length=4)] = {}
+    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
 # --- teacher ----------------------------------------------------------------
 
 
@@ -436,7 +476,7 @@ SceneCommand = Annotated[
     Field(discriminator="type"),
 ]
 SimCommand = Union[StartSimulation, StopSimulation, SetSimParam]
-LearnerAction = Union[SelectObject, Gaze, Answer, PttStart, PttStop]
+LearnerAction = Union[SelectObject, Gaze, Answer, PttStart, PttStop, RateTurn, Survey]
 SessionEventMessage = Union[
     LearnerSpeechStarted,
     PartialTranscript,
@@ -504,13 +544,13 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         TutorSpeechEnded, BargeIn, TurnCompleted, MasteryUpdate, Alert, Notice,
         LoadScene, Highlight, ShowLabel, SpawnObject, MoveObject, RemoveObject,
         StartSimulation, StopSimulation, SetSimParam, SimState,
-        SelectObject, Gaze, Answer, PttStart, PttStop, TeacherMessage,
+        SelectObject, Gaze, Answer, PttStart, PttStop, RateTurn, Survey, TeacherMessage,
     )
 }  # fmt: skip
 
 SCENE_COMMANDS = frozenset({"load_scene", "highlight", "show_label", "spawn_object", "move_object", "remove_object"})
 SIM_COMMANDS = frozenset({"start_simulation", "stop_simulation", "set_sim_param"})
-LEARNER_ACTIONS = frozenset({"select_object", "gaze", "answer", "ptt_start", "ptt_stop"})
+LEARNER_ACTIONS = frozenset({"select_object", "gaze", "answer", "ptt_start", "ptt_stop", "rate_turn", "survey"})
 HANDSHAKE = frozenset({"hello", "join"})
 ALLOWED: dict[str, frozenset[str]] = {
     "learner": LEARNER_ACTIONS | {"audio"},
@@ -690,7 +730,8 @@ def event_to_wire(event: ev.Event) -> RoomMessage | AudioChunk | None:
     """The wire form of a session event, or None for those that stay inside the session.
 
     ``SpeechPaused`` and ``TutorReplyDone`` stay internal (``tutor_speech_ended``
-    carries the reply as heard), as does any event this version does not know.  Tutor audio becomes a binary chunk whose
+    carries the reply as heard), as do ratings and surveys (the learner's own
+    ``rate_turn``/``survey`` messages are on the wire already) and any event this version does not know.  Tutor audio becomes a binary chunk whose
     ``seq`` the room stamps.  Texts over the limit are clipped, never refused.
     """
     base = {"session_id": _clip(event.session_id, 128), "t": event.t}

@@ -21,6 +21,11 @@ seam) runs one tutoring :class:`~voice_tutor.session.Session`, exactly as
 * Session events and the tutor's audio leave through one queue, so every
   client sees them in the order they happened (``tutor_speech_started``
   before the reply's first audio chunk).
+* A learner's ``rate_turn`` and ``survey`` become :class:`~voice_tutor.events.TurnRated`
+  and :class:`~voice_tutor.events.SurveyAnswered` on the session's bus, which the
+  turn recorder stores with the rated turn and the session.  A recorded session
+  (``[privacy] record_audio``) tells every learner who joins it with a ``notice``
+  of level ``recording``.
 * A simulation request of the tutor (a tool call: start a pendulum, make the
   string longer) becomes ``start_simulation``/``set_sim_param`` on the room,
   which runs it and streams its state to every member.
@@ -48,6 +53,7 @@ from voice_tutor.audio.sinks import PcmSink
 from voice_tutor.audio.sources import PcmSource
 from voice_tutor.audio.vad import SAMPLE_RATE
 from voice_tutor.config import Config
+from voice_tutor.store.recordings import NOTICE as RECORDING_NOTICE
 
 from . import protocol as p
 from .server import Room
@@ -193,6 +199,8 @@ class VoiceRoom:
         self._session_tasks: list[asyncio.Task[Any]] = []
         self._ending: asyncio.Task[None] | None = None
         self._seen_learners: set[str] = set()
+        self._told_recording: set[str] = set()
+        """Learners (client ids) told that this session is recorded."""
         self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._main(), name=f"voice room {room.id}")]
 
     # --- the RoomSession seam ----------------------------------------------------------
@@ -242,6 +250,16 @@ class VoiceRoom:
                 if floor.holder is not None and not floor.holds(client):
                     return  # someone else is speaking
                 await self._answer(client, choice.replace("_", " ").replace("-", " ").strip())
+            case p.RateTurn(turn_id=turn_id, rating=rating):
+                self._feedback(ev.TurnRated(rating=rating, turn_id=turn_id, source="page"))
+            case p.Survey(answers=answers, comment=comment):
+                self._feedback(ev.SurveyAnswered(answers=dict(answers), comment=(comment or "").strip() or None))
+
+    def _feedback(self, event: ev.Event) -> None:
+        """Hand a learner's rating or survey to the session (its recorder stores it), if one runs."""
+        session = self.session
+        if session is not None:
+            session.bus.publish(dataclasses.replace(event, session_id=session.id))
 
     async def on_teacher_message(self, client: p.Member, message: p.TeacherMessage) -> None:
         # Shown to the room already (the learner's page shows hints too).  A hint for the tutor
@@ -280,6 +298,7 @@ class VoiceRoom:
         self._speaker = None
         self._in_utterance = self._tutor_speaking = False
         self._alerts = _AlertTracker(self._alerts.rules)
+        self._told_recording.clear()
 
     async def close(self) -> None:
         if self._closed:
@@ -386,6 +405,8 @@ class VoiceRoom:
                 log.exception("room %s: forwarding %r failed", self.room.id, type(item).__name__)
 
     async def _forward(self, event: ev.Event) -> None:
+        if isinstance(event, ev.SessionNotice) and event.level == p.RECORDING:
+            self._told_recording |= {m.client_id for m in self.room.members if m.role == "learner"}
         if isinstance(event, ev.SpeechStarted | ev.FinalTranscript | ev.TutorSpeechStarted | ev.TutorSpeechEnded):
             self._last_activity = time.monotonic()
             if isinstance(event, ev.TutorSpeechStarted | ev.TutorSpeechEnded):
@@ -448,6 +469,10 @@ class VoiceRoom:
             if learners - self._seen_learners:  # a learner (re)joined, e.g. after reloading the page
                 self._last_activity = time.monotonic()
             self._seen_learners = learners
+            self._told_recording &= learners
+            if learners - self._told_recording and getattr(self.tutoring, "recording", False):
+                self._told_recording |= learners
+                await self._notice(p.RECORDING, RECORDING_NOTICE)
             holder = self.floor.holder
             if holder is not None and holder.client_id not in present:
                 self._release(end_turn=True)

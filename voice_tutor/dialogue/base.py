@@ -102,3 +102,20 @@ class FallbackTutor:
                     yield piece
         finally:
             await fallback.aclose()  # type: ignore[attr-defined]
+
+
+class PrefacedTutor:
+    """Any ``Tutor`` whose opening starts with ``preface`` (the notice that the session is recorded)."""
+
+    def __init__(self, inner: Tutor, preface: str):
+        self.inner = inner
+        self.name = inner.name
+        self._preface = preface.strip()
+
+    async def opening(self, context: DialogueContext) -> AsyncIterator[str]:
+        yield self._preface + " "
+        async for piece in self.inner.opening(context):
+            yield piece
+
+    def respond(self, learner_text: str, context: DialogueContext) -> AsyncIterator[str]:
+        return self.inner.respond(learner_text, context)
