@@ -15,6 +15,11 @@
 // 4010) and the page forgets everything of that learner and shows the sign-in screen again.  A
 // reload keeps the learner signed in (sessionStorage) and rejoins the same session; a lost
 // microphone is shown and retried.
+//
+// Feedback: a learner rates each finished tutor reply (thumbs up/down: `rate_turn`; a later click
+// replaces the earlier rating) and, on Finish (a kiosk's Sign out), answers a short survey that is
+// sent (`survey`) and echoed back by the room before the page leaves.  A recorded session (a
+// `notice` of level `recording`) shows a Recording indicator until it ends.
 
 const PROTOCOL_VERSION = 1;
 const AUDIO_HEADER = 12;
@@ -27,6 +32,18 @@ const CLOSE_SESSION_ENDED = 4010;
 const SESSION_ENDED = "session_ended"; // notice.level
 const KIOSK_STORE = "voice-tutor-kiosk-learner";
 const MIC_RETRY_S = 2;
+const RECORDING = "recording"; // notice.level: the learner's spoken turns are recorded
+// A thumb (drawn here: no icon font or emoji font needed); turned upside down for thumbs down.
+const THUMB_SVG = '<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><g><rect x="2" y="10" width="4" height="11" rx="1"/>'
+  + '<path d="M8 10 12 3c1-1.2 3.3-.6 3 1.6L14.3 9H20c1.3 0 2.2 1.1 1.9 2.3l-1.6 8C20.1 20.3 19.3 21 18.3 21H8z"/></g></svg>';
+const SURVEY_WAIT_S = 5; // how long Finish waits for the room to echo the survey before leaving anyway
+// The store's SURVEY_QUESTIONS (voice_tutor/store/records.py), each answered 1 (not at all) to 5 (very).
+const SURVEY_QUESTIONS = {
+  helpful: "How much did the tutor help you today?",
+  clear: "How clear were the tutor's explanations?",
+  pace: "Was the pace right for you?",
+  enjoyed: "How much did you enjoy the session?",
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -43,6 +60,11 @@ const page = (window.tutorPage = {
   mic: { frames: 0, bytes: 0, rate: 0, level: 0, peak: 0 },
   scene: { ready: false, error: null },
   kiosk: null, // kiosk mode: { signedIn, sessionsEnded, lastEnd }
+  ratings: {}, // turn id -> the rating the room echoed back (+1 / -1)
+  recording: false,
+  survey: null, // "open", then "answered" or "skipped"
+  surveysEchoed: 0,
+  finished: false,
   debug: {},
 });
 
@@ -404,7 +426,38 @@ class Captions {
     if (line && cut) {
       line.classList.add("cut");
       line.querySelector(".text").textContent = heard;
-    } else if (!line && heard) this.line(`tutor${cut ? " cut" : ""}`, "Tutor", heard);
+    } else if (!line && heard) {
+      const added = this.line(`tutor${cut ? " cut" : ""}`, "Tutor", heard);
+      added.dataset.turn = turnId;
+      this.tutorLines.set(turnId, added);
+    }
+  }
+
+  /** Thumbs up and down on a finished reply of the tutor. */
+  rateable(turnId, onRate) {
+    const line = this.tutorLines.get(turnId);
+    if (!line || line.querySelector(".rate")) return;
+    const box = document.createElement("span");
+    box.className = "rate";
+    for (const [rating, label] of [[1, "That helped"], [-1, "That did not help"]]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = `thumb ${rating > 0 ? "up" : "down"}`;
+      button.dataset.rating = String(rating);
+      button.title = label;
+      button.setAttribute("aria-label", label);
+      button.setAttribute("aria-pressed", "false");
+      button.innerHTML = rating > 0 ? THUMB_SVG : THUMB_SVG.replace("<g>", '<g transform="rotate(180 12 12)">');
+      button.addEventListener("click", () => onRate(turnId, rating));
+      box.append(button);
+    }
+    line.append(box);
+  }
+
+  showRating(turnId, rating) {
+    for (const button of this.tutorLines.get(turnId)?.querySelectorAll(".thumb") ?? []) {
+      button.setAttribute("aria-pressed", String(Number(button.dataset.rating) === rating));
+    }
   }
 
   clear() {
@@ -595,6 +648,7 @@ function onMessage(message) {
       break;
     case "tutor_speech_ended":
       captions.tutorEnded(message.turn_id, message.heard, message.cut);
+      if (isLearner) captions.rateable(message.turn_id, rate);
       scene.setCaption(`Tutor: ${message.cut ? message.heard + " …" : message.text}`);
       if (message.cut) voice.stop();
       if (!voice.playing) restingState(); // else when the last scheduled chunk has played
@@ -613,12 +667,24 @@ function onMessage(message) {
       break;
     case "notice":
       if (message.level === SESSION_ENDED) {
+        showRecording(false);
         if (kioskKey) sessionEnded(message.message);
         else {
           if (isLearner) captions.clear(); // nothing of the ended session stays on a learner's screen
           systemLine(message.message);
         }
-      } else systemLine(message.message, message.level);
+      } else if (message.level === RECORDING) showRecording(true, message.message);
+      else systemLine(message.message, message.level);
+      break;
+    case "rate_turn":
+      page.ratings[message.turn_id] = message.rating;
+      captions.showRating(message.turn_id, message.rating);
+      break;
+    case "survey":
+      if (message.sender === page.joined?.client_id) {
+        page.surveysEchoed += 1;
+        surveyEchoed?.();
+      }
       break;
     case "teacher_message":
       if (message.kind === "hint") captions.line("teacher hint", isLearner ? "Hint from your teacher" : "Teacher (hint)", message.text);
@@ -678,6 +744,134 @@ const bridgeHandlers = {
   },
 };
 let bridge = new Bridge(bridgeHandlers);
+
+// --- feedback: ratings, the recording indicator, the end-of-session survey -------------------------
+
+function rate(turnId, rating) {
+  if (!bridge.joined) return;
+  bridge.send({ type: "rate_turn", turn_id: turnId, rating });
+  captions.showRating(turnId, rating); // at once; the room's echo confirms it
+}
+
+function showRecording(on, message = "") {
+  page.recording = on;
+  $("recording").hidden = !on;
+  $("recording").title = on ? message : "";
+}
+
+let surveyDone = null;
+let surveyEchoed = null;
+
+function buildSurvey() {
+  const box = $("survey-questions");
+  for (const [key, question] of Object.entries(SURVEY_QUESTIONS)) {
+    const set = document.createElement("fieldset");
+    const legend = document.createElement("legend");
+    legend.textContent = question;
+    const scale = document.createElement("div");
+    scale.className = "scale";
+    for (let value = 1; value <= 5; value++) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      Object.assign(input, { type: "radio", name: `survey-${key}`, value: String(value) });
+      input.setAttribute("aria-label", `${question} ${value} of 5`);
+      const number = document.createElement("span");
+      number.textContent = String(value);
+      label.append(input, number);
+      scale.append(label);
+    }
+    set.append(legend, scale);
+    box.append(set);
+  }
+  $("survey").addEventListener("submit", (event) => {
+    event.preventDefault();
+    closeSurvey(readSurvey());
+  });
+  $("survey-skip").addEventListener("click", () => closeSurvey(null));
+}
+
+/** Show the survey; resolves with { answers, comment? }, or null when skipped (or left empty). */
+function askSurvey() {
+  $("survey").reset();
+  $("survey-overlay").hidden = false;
+  page.survey = "open";
+  setTimeout(() => $("survey-send").focus(), 0);
+  return new Promise((resolve) => {
+    surveyDone = resolve;
+  });
+}
+
+function closeSurvey(survey) {
+  if (!surveyDone) return;
+  $("survey-overlay").hidden = true;
+  page.survey = survey ? "answered" : "skipped";
+  const done = surveyDone;
+  surveyDone = null;
+  done(survey);
+}
+
+function readSurvey() {
+  const answers = {};
+  for (const key of Object.keys(SURVEY_QUESTIONS)) {
+    const checked = document.querySelector(`input[name="survey-${key}"]:checked`);
+    if (checked) answers[key] = Number(checked.value);
+  }
+  const comment = $("survey-comment").value.trim();
+  if (!Object.keys(answers).length && !comment) return null;
+  return comment ? { answers, comment } : { answers };
+}
+
+/** Send the survey; resolves once the room echoes it (the session has it), or after SURVEY_WAIT_S. */
+function sendSurvey(survey) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      surveyEchoed = null;
+      resolve(false);
+    }, SURVEY_WAIT_S * 1000);
+    surveyEchoed = () => {
+      clearTimeout(timer);
+      surveyEchoed = null;
+      resolve(true);
+    };
+    bridge.send({ type: "survey", ...survey });
+  });
+}
+
+/** Finish (a kiosk's Sign out): the survey first, then leave. */
+async function finish() {
+  const button = $("signout");
+  button.disabled = true;
+  try {
+    if (isLearner && bridge.joined) {
+      const survey = await askSurvey();
+      if (survey && bridge.joined) await sendSurvey(survey);
+    }
+  } finally {
+    button.disabled = false;
+  }
+  if (kioskKey) {
+    if (page.kiosk.signedIn) await signOut();
+  } else finished();
+}
+
+/** A learner's own page after Finish: disconnected, with a thank-you. */
+function finished() {
+  page.finished = true;
+  bridge.stop();
+  voice.stop();
+  if (holding) talkStop();
+  if (handsFree) setHandsFree(false);
+  showRecording(false);
+  $("signout").hidden = true;
+  $("talk").disabled = true;
+  $("handsfree").disabled = true;
+  setState("idle");
+  $("state-text").textContent = "Finished";
+  $("connection").textContent = "Finished";
+  $("start-intro").textContent = "Thank you! Your session is finished; you can close this page.";
+  $("start").hidden = true;
+  $("start-overlay").hidden = false;
+}
 
 // --- talking ---------------------------------------------------------------------------------------
 
@@ -848,7 +1042,7 @@ async function start() {
     bridge = new Bridge(bridgeHandlers);
     page.kiosk.signedIn = me.name;
     $("signout").hidden = false;
-  }
+  } else if (isLearner) $("signout").hidden = false; // "Finish"
   bridge.connect();
   if (isLearner && query.get("handsfree") === "1") {
     const ready = setInterval(() => {
@@ -933,11 +1127,13 @@ function sessionEnded(reason = "") {
   voice.muted = false;
   if (holding) talkStop();
   if (handsFree) setHandsFree(false);
+  closeSurvey(null); // the session ended under an open survey (idle): it goes unanswered
+  showRecording(false);
   captions.clear();
   labels.clear();
   scene.reset();
   simParams.clear();
-  Object.assign(page, { joined: null, lastSeq: null, received: {}, errors: [] });
+  Object.assign(page, { joined: null, lastSeq: null, received: {}, errors: [], ratings: {}, survey: null });
   page.members = new Map();
   token = "";
   me.name = "";
@@ -949,7 +1145,8 @@ function sessionEnded(reason = "") {
   setState("idle");
   $("state-text").textContent = "Sign in";
   // The reason is the server's ("Ada's session ended (idle).") and names the learner: not shown.
-  showSignIn(`Goodbye! ${/sign in again|signed out/i.test(reason) ? `${reason} ` : "The session has ended. "}Next learner: type your name or code.`);
+  const why = /signed out/i.test(reason) ? "You signed out. " : /sign in again/i.test(reason) ? "Please sign in again. " : "The session has ended. ";
+  showSignIn(`Goodbye! ${why}Next learner: type your name or code.`);
 }
 
 async function signOut() {
@@ -972,7 +1169,8 @@ function initKiosk() {
   $("state-text").textContent = "Sign in";
   $("signin").addEventListener("submit", signIn);
   $("start").addEventListener("click", continueSaved);
-  $("signout").addEventListener("click", signOut);
+  $("signout").addEventListener("click", finish);
+  buildSurvey();
   wireControls();
   loadScene();
   showSignIn();
@@ -991,6 +1189,11 @@ function init() {
   $("start").textContent = isLearner ? "Start" : "Join";
   if (!isLearner) $("start-intro").textContent = `Join room ${me.room} as ${me.role}: you will see and hear the session.`;
   $("start").addEventListener("click", start);
+  if (isLearner) {
+    $("signout").textContent = "Finish";
+    $("signout").addEventListener("click", finish);
+    buildSurvey();
+  }
   wireControls();
   loadScene();
 }
