@@ -120,7 +120,10 @@ async def test_close_cancels_waiting_work_and_refuses_more():
 
 def test_workers_share_out_the_cores_on_the_cpu(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert resolve_workers("cpu", 0, 0) == (1, 8)
+    assert resolve_workers("cpu", 0, 0) == (4, 2)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert resolve_workers("cpu", 0, 0) == (2, 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert resolve_workers("cpu", 2, 0) == (2, 4)
     assert resolve_workers("cpu", 16, 0) == (16, 1)
     assert resolve_workers("cpu", 2, 3) == (2, 3)  # an explicit setting is kept

@@ -40,7 +40,7 @@ class SpeechToTextConfig:
     cpu_threads: StrictInt = 0
     """Threads per worker on the CPU; 0 shares the cores among the workers."""
     workers: StrictInt = 0
-    """Transcriptions that run at once (sessions' turns in parallel); 0: 1 on the CPU, 4 on a GPU."""
+    """Transcriptions that run at once (sessions' turns in parallel); 0: one per core up to 4, or 4 on a GPU."""
     language: str | None = "en"
     """None detects the language per utterance."""
     padding_s: StrictFloat = 3.0
