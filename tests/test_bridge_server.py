@@ -575,3 +575,18 @@ async def test_tls_from_certificate_files(tmp_path: Path) -> None:
         assert peer.joined.room == "r"
         with pytest.raises(ssl.SSLError):
             await connect(server.url, ssl=ssl.create_default_context())  # an untrusted certificate
+
+
+async def test_a_survey_is_echoed_to_its_learner_only() -> None:
+    async with running() as server:
+        learner, observer, teacher = await join_all(
+            server, "lab", ("learner", "Ada"), ("observer", "Parent"), ("teacher", "Ms T")
+        )
+        seq_before = server.room("lab").seq
+        await learner.send(p.Survey(answers={"helpful": 2}, comment="too fast for me"))
+        echo = await learner.recv_type(p.Survey)
+        assert echo.comment == "too fast for me" and echo.sender == learner.joined.client_id  # type: ignore[attr-defined]
+        assert echo.seq == seq_before == server.room("lab").seq  # type: ignore[attr-defined]
+        await server.room("lab").publish(p.Notice(**SID, level="info", message="after"))
+        for peer in (observer, teacher):
+            assert isinstance(first := await peer.recv(), p.Notice) and first.message == "after", first

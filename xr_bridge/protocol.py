@@ -551,6 +551,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 SCENE_COMMANDS = frozenset({"load_scene", "highlight", "show_label", "spawn_object", "move_object", "remove_object"})
 SIM_COMMANDS = frozenset({"start_simulation", "stop_simulation", "set_sim_param"})
 LEARNER_ACTIONS = frozenset({"select_object", "gaze", "answer", "ptt_start", "ptt_stop", "rate_turn", "survey"})
+PRIVATE_ACTIONS = frozenset({"survey"})
+"""Learner actions for the tutor's records only: echoed to their sender, never shown to the room."""
 HANDSHAKE = frozenset({"hello", "join"})
 ALLOWED: dict[str, frozenset[str]] = {
     "learner": LEARNER_ACTIONS | {"audio"},

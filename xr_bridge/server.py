@@ -465,7 +465,12 @@ class Room:
                 await session.on_learner_audio(member, item.pcm, item.sample_rate)
             return
         assert isinstance(item, p.RoomMessage)
-        message = await self.publish(item, sender=member)
+        if p.message_type(item) in p.PRIVATE_ACTIONS:  # a survey is between the learner and the tutor
+            message = item.model_copy(update={"seq": self.seq, "sender": member.client_id})
+            if not client.send(message):  # the echo tells the sender it arrived
+                self._spawn(self.drop(client, "slow_consumer", p.CLOSE_SLOW_CONSUMER))
+        else:
+            message = await self.publish(item, sender=member)
         if session is None:
             return
         if isinstance(message, p.TeacherMessage):
