@@ -55,7 +55,12 @@ class TranscriptionScheduler:
         return self._jobs.qsize()
 
     def run_urgent(self, job: Callable[[], T]) -> asyncio.Future[T]:
-        """Run ``job`` before any partial; cancelling the returned future drops it if it has not started."""
+        """Run ``job`` before any partial; cancelling the returned future drops it if it has not started.
+
+        asyncio passes the cancellation on to the queued job in a callback,
+        so a worker that frees up within the same loop iteration may still
+        start it; the result is then simply not awaited.
+        """
         return asyncio.wrap_future(self._submit(URGENT, job))
 
     def run_partial(self, job: Callable[[], T]) -> asyncio.Future[T] | None:
