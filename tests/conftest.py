@@ -151,13 +151,17 @@ class RunningLLMServer:
     log: Path
     process: subprocess.Popen
 
-    def requests(self) -> list[dict]:
+    def records(self, event: str) -> list[dict]:
+        """What the server logged of one kind: "request", "stream_end", ..."""
         import json
 
         if not self.log.exists():
             return []
         records = [json.loads(line) for line in self.log.read_text(encoding="utf-8").splitlines()]
-        return [r for r in records if r["event"] == "request"]
+        return [r for r in records if r["event"] == event]
+
+    def requests(self) -> list[dict]:
+        return self.records("request")
 
     def completion_bodies(self) -> list[dict]:
         return [r["body"] for r in self.requests() if r["path"] == "/v1/chat/completions"]
@@ -165,6 +169,7 @@ class RunningLLMServer:
 
 def start_llm_server(workdir: Path, *flags: str) -> RunningLLMServer:
     """Start tests/llm_server.py on a free loopback port (serving model ``tutor-test``); call ``stop`` after."""
+    workdir.mkdir(parents=True, exist_ok=True)
     log, errors = workdir / "requests.jsonl", workdir / "server.err"
     with errors.open("wb") as stderr:
         process = subprocess.Popen(
@@ -189,6 +194,21 @@ def stop_llm_server(process: subprocess.Popen) -> None:
             process.wait()
     if process.stdout:
         process.stdout.close()
+
+
+@pytest.fixture
+def start_llm(tmp_path) -> Iterator[Callable[..., RunningLLMServer]]:
+    """``start_llm(*flags)``: tests/llm_server.py with those flags, as often as a test needs; all stopped after."""
+    started: list[RunningLLMServer] = []
+
+    def start(*flags: str) -> RunningLLMServer:
+        server = start_llm_server(tmp_path / f"llm{len(started)}", *flags)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        stop_llm_server(server.process)
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
+from conftest import RunningLLMServer
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
 
 from voice_tutor.config import LLMConfig
@@ -32,7 +28,6 @@ from voice_tutor.dialogue.llm import (
     check_endpoint,
 )
 
-SERVER_SCRIPT = Path(__file__).with_name("llm_server.py")
 MODEL = "tutor-test"
 SYSTEM = "You are a patient arithmetic tutor. Lesson: adding within twenty."
 
@@ -41,59 +36,13 @@ def expected_reply(user: str) -> str:
     return f"Tutor heard: {user}. What is seven plus five?"
 
 
-@dataclass
-class LLMServer:
-    url: str
-    log: Path
-    process: subprocess.Popen
-
-    def config(self, **changes) -> LLMConfig:
-        return replace(LLMConfig(base_url=self.url, model=MODEL, timeout_s=5.0), **changes)
-
-    def records(self, event: str) -> list[dict]:
-        if not self.log.exists():
-            return []
-        lines = self.log.read_text(encoding="utf-8").splitlines()
-        return [r for r in map(json.loads, lines) if r["event"] == event]
-
-    def completion_bodies(self) -> list[dict]:
-        return [r["body"] for r in self.records("request") if r["path"] == "/v1/chat/completions"]
+def chat_config(server: RunningLLMServer, **changes) -> LLMConfig:
+    return replace(LLMConfig(base_url=server.url, model=MODEL, timeout_s=5.0), **changes)
 
 
 @pytest.fixture
-def start_server(tmp_path):
-    """Start tests/llm_server.py with some flags; every server started is stopped after the test."""
-    processes: list[subprocess.Popen] = []
-
-    def start(*flags: str) -> LLMServer:
-        number = len(processes)
-        log, errors = tmp_path / f"server{number}.jsonl", tmp_path / f"server{number}.err"
-        with errors.open("wb") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, str(SERVER_SCRIPT), "--port", "0", "--log", str(log), *flags],
-                stdout=subprocess.PIPE, stderr=stderr, text=True,
-            )
-        processes.append(process)
-        ready, _, _ = select.select([process.stdout], [], [], 15)
-        line = process.stdout.readline() if ready else ""
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"llm_server.py did not start: {line!r} {errors.read_text()}")
-        return LLMServer(f"http://127.0.0.1:{int(line.split()[1])}/v1", log, process)
-
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-
-
-@pytest.fixture
-def server(start_server) -> LLMServer:
-    return start_server()
+def server(start_llm) -> RunningLLMServer:
+    return start_llm()
 
 
 @pytest.fixture
@@ -136,7 +85,7 @@ async def collect(stream: AsyncIterator[str]) -> list[tuple[float, str]]:
 
 
 async def test_reply_streams_in_pieces_that_join_to_the_reply(server):
-    async with tutor_for(server.config()) as tutor:
+    async with tutor_for(chat_config(server)) as tutor:
         timed = await collect(tutor.respond("I think it is twelve", DialogueContext("s1")))
     pieces = [piece for _, piece in timed]
     assert "".join(pieces) == expected_reply("I think it is twelve")
@@ -153,7 +102,7 @@ async def test_request_carries_system_prompt_bounded_history_and_interruption(se
         context.record(Exchange(learner=f"old {n}", tutor=f"reply {n}", heard=f"reply {n}", cut=False))
     context.record(Exchange(learner="is it eleven", tutor="Not quite. Count on from seven: eight, nine",
                             heard="Not quite. Count on", cut=True))
-    config = server.config(temperature=0.2, max_tokens=77)
+    config = chat_config(server, temperature=0.2, max_tokens=77)
     async with tutor_for(config, history_turns=3) as tutor:
         reply = "".join([p async for p in tutor.respond("twelve", context)])
     assert reply == expected_reply("twelve")
@@ -175,7 +124,7 @@ async def test_request_carries_system_prompt_bounded_history_and_interruption(se
 
 
 async def test_opening_asks_for_a_greeting_by_name(server):
-    async with tutor_for(server.config()) as tutor:
+    async with tutor_for(chat_config(server)) as tutor:
         opening = "".join([p async for p in tutor.opening(DialogueContext("s1", learner_name="Ada"))])
     [body] = server.completion_bodies()
     assert body["messages"][0] == {"role": "system", "content": SYSTEM}
@@ -184,12 +133,12 @@ async def test_opening_asks_for_a_greeting_by_name(server):
     assert opening == expected_reply(request["content"])
 
 
-async def test_cancelling_the_consumer_closes_the_stream_promptly(start_server):
-    server = start_server("--token-delay-ms", "200")  # the whole reply would take ~2.6 s
+async def test_cancelling_the_consumer_closes_the_stream_promptly(start_llm):
+    server = start_llm("--token-delay-ms", "200")  # the whole reply would take ~2.6 s
     pieces: list[str] = []
     first = asyncio.Event()
 
-    async with tutor_for(server.config()) as tutor:
+    async with tutor_for(chat_config(server)) as tutor:
         async def consume():
             async with contextlib.aclosing(tutor.respond("a long question", DialogueContext("s1"))) as stream:
                 async for piece in stream:
@@ -229,9 +178,9 @@ async def test_unreachable_endpoint_is_unavailable_with_a_clear_message(dead_url
     assert str(caught.value) == expected
 
 
-async def test_http_error_is_unavailable(start_server):
-    server = start_server("--fail-status", "500")
-    async with tutor_for(server.config()) as tutor:
+async def test_http_error_is_unavailable(start_llm):
+    server = start_llm("--fail-status", "500")
+    async with tutor_for(chat_config(server)) as tutor:
         with pytest.raises(DialogueUnavailable) as caught:
             [p async for p in tutor.respond("hello", DialogueContext("s1"))]
     assert str(caught.value) == (
@@ -239,25 +188,25 @@ async def test_http_error_is_unavailable(start_server):
     )
 
 
-async def test_wrong_api_key_is_unavailable_and_the_right_one_works(start_server):
-    server = start_server("--api-key", "sk-right")
-    async with tutor_for(server.config(api_key="sk-wrong")) as tutor:
+async def test_wrong_api_key_is_unavailable_and_the_right_one_works(start_llm):
+    server = start_llm("--api-key", "sk-right")
+    async with tutor_for(chat_config(server, api_key="sk-wrong")) as tutor:
         with pytest.raises(DialogueUnavailable) as caught:
             [p async for p in tutor.respond("hello", DialogueContext("s1"))]
     message = str(caught.value)
     assert message.startswith(f"LLM endpoint {server.url} rejected the API key (HTTP 401)")
     assert "sk-wrong" not in message and "\n" not in message
     with pytest.raises(DialogueUnavailable, match="rejected the API key"):
-        await check_endpoint(server.config(api_key="sk-wrong"))
+        await check_endpoint(chat_config(server, api_key="sk-wrong"))
 
-    await check_endpoint(server.config(api_key="sk-right"))
-    async with tutor_for(server.config(api_key="sk-right")) as tutor:
+    await check_endpoint(chat_config(server, api_key="sk-right"))
+    async with tutor_for(chat_config(server, api_key="sk-right")) as tutor:
         assert "".join([p async for p in tutor.respond("hello", DialogueContext("s1"))]) == expected_reply("hello")
 
 
-async def test_silence_past_the_timeout_is_unavailable(start_server):
-    server = start_server("--token-delay-ms", "3000")
-    async with tutor_for(server.config(timeout_s=0.3)) as tutor:
+async def test_silence_past_the_timeout_is_unavailable(start_llm):
+    server = start_llm("--token-delay-ms", "3000")
+    async with tutor_for(chat_config(server, timeout_s=0.3)) as tutor:
         started = time.monotonic()
         with pytest.raises(DialogueUnavailable) as caught:
             [p async for p in tutor.respond("hello", DialogueContext("s1"))]
@@ -266,23 +215,23 @@ async def test_silence_past_the_timeout_is_unavailable(start_server):
 
 
 async def test_check_endpoint_knows_the_served_models(server):
-    await check_endpoint(server.config())
+    await check_endpoint(chat_config(server))
     with pytest.raises(DialogueUnavailable) as caught:
-        await check_endpoint(server.config(model="gpt-9"))
+        await check_endpoint(chat_config(server, model="gpt-9"))
     assert str(caught.value) == (
         f"LLM endpoint {server.url} does not serve model 'gpt-9' (it serves: {MODEL})"
     )
     assert server.completion_bodies() == []  # /models was enough
 
 
-async def test_check_endpoint_without_models_route_tries_one_token(start_server):
-    server = start_server("--no-models")
-    await check_endpoint(server.config())
+async def test_check_endpoint_without_models_route_tries_one_token(start_llm):
+    server = start_llm("--no-models")
+    await check_endpoint(chat_config(server))
     [probe] = server.completion_bodies()
     assert probe["max_tokens"] == 1 and probe["model"] == MODEL and not probe.get("stream")
 
     with pytest.raises(DialogueUnavailable) as caught:
-        await check_endpoint(server.config(model="gpt-9"))
+        await check_endpoint(chat_config(server, model="gpt-9"))
     assert str(caught.value).startswith(f"LLM endpoint {server.url} has no model 'gpt-9'")
 
 
@@ -302,10 +251,10 @@ async def test_fallback_answers_when_the_endpoint_is_dead(dead_url):
     assert "unreachable: connection refused" in str(fallbacks[0])
 
 
-async def test_stream_breaking_midway_is_unavailable_and_keeps_what_was_said(start_server):
-    server = start_server("--break-after", "3")
+async def test_stream_breaking_midway_is_unavailable_and_keeps_what_was_said(start_llm):
+    server = start_llm("--break-after", "3")
     fallbacks: list[Exception] = []
-    async with tutor_for(server.config()) as chat:
+    async with tutor_for(chat_config(server)) as chat:
         tutor = FallbackTutor(chat, EchoTutor(), on_fallback=fallbacks.append)
         pieces = [p async for p in tutor.respond("twelve", DialogueContext("s1"))]
     # The learner already heard the start of the LLM's reply: no offline answer is spliced on.
@@ -370,7 +319,7 @@ async def test_streamed_tool_call_reaches_on_tool_call(server, asynchronous):
         received.append(call)
 
     on_tool_call = record_later if asynchronous else received.append
-    async with tutor_for(server.config(), tools=[HINT_TOOL], on_tool_call=on_tool_call) as tutor:
+    async with tutor_for(chat_config(server), tools=[HINT_TOOL], on_tool_call=on_tool_call) as tutor:
         pieces = [p async for p in tutor.respond("show me a tool hint please", DialogueContext("s1"))]
 
     assert pieces == []

@@ -10,15 +10,12 @@ follow-up that carries the tool's result with "Tool said: <result>".
 from __future__ import annotations
 
 import json
-import select
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from conftest import RunningLLMServer
 
 from voice_tutor.config import ASSETS_DIR, Config, LLMConfig
 from voice_tutor.dialogue.base import DialogueContext, DialogueUnavailable, FallbackTutor
@@ -40,7 +37,6 @@ from voice_tutor.learning.mastery import DEFAULT_PARAMS, update
 from voice_tutor.learning.memory import LearnerMemory
 from voice_tutor.store import Preferences, Store
 
-SERVER_SCRIPT = Path(__file__).with_name("llm_server.py")
 MODEL = "tutor-test"
 NOW = datetime(2025, 3, 3, 16, 0, tzinfo=UTC)
 
@@ -49,57 +45,16 @@ def lesson(name: str) -> Lesson:
     return load_lesson(ASSETS_DIR / "lessons" / f"{name}.toml")
 
 
-@dataclass
-class LLMServer:
-    url: str
-    log: Path
-    process: subprocess.Popen
+def tutor_config(server: RunningLLMServer) -> Config:
+    return Config(llm=LLMConfig(base_url=server.url, model=MODEL, timeout_s=5.0))
 
-    def config(self) -> Config:
-        return Config(llm=LLMConfig(base_url=self.url, model=MODEL, timeout_s=5.0))
 
-    def bodies(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        records = [json.loads(line) for line in self.log.read_text(encoding="utf-8").splitlines()]
-        return [r["body"] for r in records if r["event"] == "request" and r["path"] == "/v1/chat/completions"]
+FAST_TOKENS = ("--token-delay-ms", "1")
 
 
 @pytest.fixture
-def start_server(tmp_path):
-    processes: list[subprocess.Popen] = []
-
-    def start(*flags: str) -> LLMServer:
-        number = len(processes)
-        log, errors = tmp_path / f"server{number}.jsonl", tmp_path / f"server{number}.err"
-        with errors.open("wb") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, str(SERVER_SCRIPT), "--port", "0", "--log", str(log),
-                 "--token-delay-ms", "1", *flags],
-                stdout=subprocess.PIPE, stderr=stderr, text=True,
-            )
-        processes.append(process)
-        ready, _, _ = select.select([process.stdout], [], [], 15)
-        line = process.stdout.readline() if ready else ""
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"llm_server.py did not start: {line!r} {errors.read_text()}")
-        return LLMServer(f"http://127.0.0.1:{int(line.split()[1])}/v1", log, process)
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        process.stdout.close()
-
-
-@pytest.fixture
-def server(start_server) -> LLMServer:
-    return start_server()
+def server(start_llm) -> RunningLLMServer:
+    return start_llm(*FAST_TOKENS)
 
 
 @pytest.fixture
@@ -122,17 +77,17 @@ class Setup:
 async def make_tutor(store):
     tutors: list[GroundedChatTutor] = []
 
-    async def make(server: LLMServer, lesson_id: str = "arithmetic", *, simulations: bool = False,
+    async def make(server: RunningLLMServer, lesson_id: str = "arithmetic", *, simulations: bool = False,
                    **options) -> Setup:
         the_lesson = lesson(lesson_id)
         memory = await LearnerMemory.open(the_lesson, "Ada", store, clock=lambda: NOW)
         offline = LessonTutor(the_lesson, memory)
         events, commands = [], []
         if options:
-            tutor = GroundedChatTutor(server.config().llm, the_lesson, memory, offline,
+            tutor = GroundedChatTutor(tutor_config(server).llm, the_lesson, memory, offline,
                                       publish_simulation=commands.append if simulations else None, **options)
         else:
-            tutor = build_llm_tutor(server.config(), the_lesson, memory, offline,
+            tutor = build_llm_tutor(tutor_config(server), the_lesson, memory, offline,
                                     publish_simulation=commands.append if simulations else None)
         tutors.append(tutor)
         context = DialogueContext("s1", learner_name="Ada", publish=events.append)
@@ -170,7 +125,7 @@ async def test_request_carries_lesson_grounding_learner_state_and_tools(server, 
 
     opening = await said(setup.tutor.opening(setup.context))
 
-    [body] = server.bodies()
+    [body] = server.completion_bodies()
     system = body["messages"][0]
     assert system["role"] == "system"
     prompt = system["content"]
@@ -267,7 +222,7 @@ async def test_streamed_record_assessment_takes_effect(server, store, make_tutor
         assert reopened.get_mastery("Ada", "arithmetic/addition") == pytest.approx(expected)
 
     # One follow-up carried the result; the learner heard the model speak about it.
-    opening, turn, follow_up = server.bodies()
+    opening, turn, follow_up = server.completion_bodies()
     assert [t["function"]["name"] for t in turn["tools"]] == ["record_assessment", "give_hint"]
     assistant, tool = follow_up["messages"][-2:]
     assert assistant["role"] == "assistant" and assistant["content"] is None
@@ -430,14 +385,14 @@ async def test_unknown_tools_and_bad_arguments_directly():
 # --- turns and failures --------------------------------------------------------------------------
 
 
-async def test_tool_rounds_per_turn_are_bounded(start_server, make_tutor):
-    server = start_server("--repeat-tool-calls")
+async def test_tool_rounds_per_turn_are_bounded(start_llm, make_tutor):
+    server = start_llm(*FAST_TOKENS, "--repeat-tool-calls")
     setup = await make_tutor(server, max_tool_rounds=2)
     await said(setup.tutor.opening(setup.context))
 
     reply = await said(setup.tutor.respond(tool_turn("give_hint", question_id="add-7-5"), setup.context))
 
-    assert len(server.bodies()) == 1 + 3  # the opening; the turn, two follow-ups; the third reply's call ignored
+    assert len(server.completion_bodies()) == 1 + 3  # the opening; the turn, two follow-ups; the third reply's call ignored
     assert setup.offline._attempt.hints == 2  # two rounds ran the tool
     assert reply == "What is seven plus five?"  # never silence: the question being asked
 
