@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO_ROOT
 from voice_tutor import events as ev
 from voice_tutor.config import Config
-from voice_tutor.dialogue.base import DialogueContext
+from voice_tutor.dialogue.base import DialogueContext, Exchange
 from voice_tutor.dialogue.feedback import ACKNOWLEDGEMENTS, spoken_rating
 from voice_tutor.learning.memory import LearnerMemory
 from voice_tutor.store import SURVEY_QUESTIONS, Store
@@ -62,9 +62,12 @@ async def test_a_rating_said_aloud_is_acknowledged_published_and_never_reaches_t
     assert "seven plus five" in opening.lower()
     thanks = "".join([piece async for piece in tutor.respond("Thumbs up!", context)])
     assert thanks.strip() == ACKNOWLEDGEMENTS[1]
+    # Nothing heard yet in this context: the rating is about "the reply before", whichever it was.
     assert published == [ev.TurnRated(session_id="s1", t=published[0].t, rating=1, turn_id=None, source="voice")]
+    context.record(Exchange("Thumbs up!", thanks, thanks, False, turn_id=1))  # what the session records
     sorry = "".join([piece async for piece in tutor.respond("That didn't help.", context)])
     assert sorry.strip() == ACKNOWLEDGEMENTS[-1] and published[-1].rating == -1
+    assert published[-1].turn_id == 1  # the reply it was said after, so the page can light its thumb
     # The question is still open: neither rating was taken for an answer.
     reply = "".join([piece async for piece in tutor.respond("twelve", context)])
     assert "well done" in reply.lower() and "next question" in reply.lower()
@@ -111,7 +114,12 @@ def test_the_survey_on_the_wire_and_on_the_page_asks_the_stores_questions():
 def test_ratings_and_surveys_stay_off_the_wire_as_events():
     # The learner's own rate_turn/survey messages are on the wire already.
     assert p.event_to_wire(ev.TurnRated(session_id="s", rating=1, turn_id=3, source="page")) is None
+    assert p.event_to_wire(ev.TurnRated(session_id="s", rating=1, turn_id=None, source="voice")) is None
     assert p.event_to_wire(ev.SurveyAnswered(session_id="s", answers={"helpful": 4})) is None
+    # Said aloud about a known reply: the room hears of it like a click (no sender), and pages light the thumb.
+    spoken = p.event_to_wire(ev.TurnRated(session_id="s", rating=-1, turn_id=4, source="voice"))
+    assert isinstance(spoken, p.RateTurn) and (spoken.turn_id, spoken.rating, spoken.sender) == (4, -1, None)
+    assert p.parse_text(spoken.model_dump_json()) == spoken
     notice = p.event_to_wire(ev.SessionNotice(session_id="s", level=p.RECORDING, message="recorded"))
     assert isinstance(notice, p.Notice) and notice.level == "recording"
 

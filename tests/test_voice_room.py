@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from voice_tutor import events as ev
 from voice_tutor.config import Config
+from voice_tutor.dialogue.feedback import ACKNOWLEDGEMENTS
 from xr_bridge import protocol as p
 from xr_bridge.server import BridgeServer
 from xr_bridge.voice import VoiceRoom, simulation_commands, voice_session_factory
@@ -209,6 +210,29 @@ async def test_answers_by_choice_are_turns_and_the_tutors_simulation_requests_re
                                   "name": "length", "value": -3.0})  # fmt: skip
         notice = await olive.wait_for(is_(p.Notice, level="warning"))
         assert "refused" in notice.message and "length" in notice.message
+        for client in (ada, olive):
+            await client.close()
+
+
+async def test_a_rating_said_aloud_reaches_the_room_as_a_rate_turn_on_the_reply_before(speech_models, say):
+    thumbs_down = say("Thumbs down.")
+    async with voice_server(speech_models) as server:
+        ada = await Client.join(server, "rated", "learner", "Ada")
+        olive = await Client.join(server, "rated", "observer", "Olive")
+        await ada.wait_for(is_(p.TutorText, turn_id=0))
+        await ada.send(p.Answer(question_id="add-7-5", choice="12"))
+        answered = await olive.wait_for(is_(p.FinalTranscript))
+        reply = await olive.wait_for(is_(p.TutorSpeechEnded, turn_id=answered.utterance_id), timeout=30)
+        assert "next question" in reply.text.lower()
+
+        await ada.speak(np.concatenate([thumbs_down, silence(1.0)]))
+        rated = await olive.wait_for(is_(p.RateTurn), timeout=20)
+        # The reply it was said after, by the learner who said it: pages light that reply's thumb.
+        assert (rated.turn_id, rated.rating, rated.sender) == (reply.turn_id, -1, ada.id)
+        heard = await olive.wait_for(lambda m: is_(p.FinalTranscript)(m) and m.utterance_id > reply.turn_id)
+        assert "thumbs down" in heard.text.lower()
+        acknowledged = await olive.wait_for(is_(p.TurnCompleted, turn_id=heard.utterance_id), timeout=20)
+        assert acknowledged.tutor.strip() == ACKNOWLEDGEMENTS[-1]  # acknowledged, not taken for an answer
         for client in (ada, olive):
             await client.close()
 

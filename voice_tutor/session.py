@@ -205,10 +205,10 @@ class Session:
         timing = self._timings.pop(ended.turn_id, None)
         if ended.turn_id == 0:  # the opening: no learner words, but the tutor must know what was heard
             self._greeted = True
-            self.context.record(Exchange("", "".join(self._opening).strip(), ended.heard, ended.cut))
+            self.context.record(Exchange("", "".join(self._opening).strip(), ended.heard, ended.cut, turn_id=0))
         if timing is not None:
             reply = "".join(timing.reply).strip()
-            self.context.record(Exchange(timing.learner, reply, ended.heard, ended.cut))
+            self.context.record(Exchange(timing.learner, reply, ended.heard, ended.cut, turn_id=ended.turn_id))
             completed = TurnCompleted(
                 session_id=self.id,
                 turn_id=ended.turn_id,

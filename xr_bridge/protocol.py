@@ -732,9 +732,12 @@ def event_to_wire(event: ev.Event) -> RoomMessage | AudioChunk | None:
     """The wire form of a session event, or None for those that stay inside the session.
 
     ``SpeechPaused`` and ``TutorReplyDone`` stay internal (``tutor_speech_ended``
-    carries the reply as heard), as do ratings and surveys (the learner's own
-    ``rate_turn``/``survey`` messages are on the wire already) and any event this version does not know.  Tutor audio becomes a binary chunk whose
-    ``seq`` the room stamps.  Texts over the limit are clipped, never refused.
+    carries the reply as heard), as do surveys and ratings clicked on a page
+    (the learner's own ``rate_turn``/``survey`` messages are on the wire
+    already) and any event this version does not know.  A rating said aloud
+    about a known turn becomes a ``rate_turn`` (the bridge names the learner
+    who said it as its sender), so pages show it like a click.  Tutor audio becomes a binary chunk whose ``seq`` the room
+    stamps.  Texts over the limit are clipped, never refused.
     """
     base = {"session_id": _clip(event.session_id, 128), "t": event.t}
     match event:
@@ -753,6 +756,8 @@ def event_to_wire(event: ev.Event) -> RoomMessage | AudioChunk | None:
             )
         case ev.TutorText(turn_id=turn, text=text):
             return TutorText(**base, turn_id=turn, text=_clip(text))
+        case ev.TurnRated(source="voice", turn_id=int() as turn, rating=rating) if turn >= 0 and rating in (1, -1):
+            return RateTurn(turn_id=turn, rating=rating)  # a learner action: no session_id or time on the wire
         case ev.TutorSpeechStarted(turn_id=turn):
             return TutorSpeechStarted(**base, turn_id=turn)
         case ev.TutorSpeechEnded():

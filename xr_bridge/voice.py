@@ -435,6 +435,8 @@ class VoiceRoom:
             speaker = None
             if isinstance(wire, p.LearnerSpeechStarted | p.PartialTranscript | p.FinalTranscript):
                 speaker = self._speakers.get(wire.utterance_id)
+            elif isinstance(wire, p.RateTurn):  # said aloud: by whoever spoke last
+                speaker = self._speaker
             await self.room.publish(wire, sender=speaker)
             for alert in derived:
                 await self.room.publish(alert)

@@ -32,6 +32,8 @@ class Exchange:
     tutor: str
     heard: str
     cut: bool
+    turn_id: int | None = None
+    """The session turn of the tutor's answer (0: the opening), which a rating said aloud names."""
 
 
 @dataclass

@@ -5,8 +5,9 @@ be a rating (a few fillers around it are fine), so a lesson answer that
 merely contains "up", "helps" or a number never counts as one.
 :class:`FeedbackTutor` wraps any tutor: a rating is acknowledged briefly,
 published as a :class:`~voice_tutor.events.TurnRated` about the reply before
-it (the turn recorder stores it with that turn), and never reaches the inner
-tutor as a lesson answer.
+it (naming that reply's turn when the conversation knows it, so the learner's
+page lights its thumb; the turn recorder stores it with that turn), and never
+reaches the inner tutor as a lesson answer.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class FeedbackTutor:
             async for piece in self.inner.respond(learner_text, context):
                 yield piece
             return
-        context.publish(TurnRated(session_id=context.session_id, rating=rating, turn_id=None, source="voice"))
+        rated = context.history[-1].turn_id if context.history else None
+        context.publish(TurnRated(session_id=context.session_id, rating=rating, turn_id=rated, source="voice"))
         yield ACKNOWLEDGEMENTS[rating]
 
