@@ -335,6 +335,24 @@ def test_limits_that_would_break_the_protocol_are_refused() -> None:
         BridgeServer(b"short")
 
 
+async def test_captions_name_the_tutors_turn_and_keep_its_latest_rating_for_late_joiners() -> None:
+    async with running() as server:
+        (learner,) = await join_all(server, "rated", ("learner", "Ada"))
+        room = server.room("rated")
+        await room.publish(p.TutorSpeechEnded(**SID, turn_id=3, text="Twelve. Next:", heard="Twelve. Next:", cut=False))
+        await room.publish(p.TutorSpeechEnded(**SID, turn_id=4, text="Try again.", heard="Try", cut=True))
+        await learner.send(p.RateTurn(turn_id=3, rating=-1))
+        await learner.send(p.RateTurn(turn_id=3, rating=1))  # changed their mind: the latest counts
+        await learner.recv_type(p.RateTurn)
+        await learner.recv_type(p.RateTurn)
+
+        late = await Peer.join(server, "rated", "observer", "Olive")
+        assert [(c.speaker, c.text, c.turn_id, c.rating) for c in late.state.captions] == [
+            ("tutor", "Twelve. Next:", 3, 1),
+            ("tutor", "Try", 4, None),
+        ]
+
+
 async def test_reconnecting_with_the_resume_id_restores_state_and_missed_events() -> None:
     async with running() as server:
         learner, teacher = await join_all(server, "r", ("learner", "Ada"), ("teacher", "Ms T"))

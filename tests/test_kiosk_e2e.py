@@ -61,7 +61,10 @@ async def test_a_kiosk_session_times_out_and_the_next_learner_sees_nothing_of_th
             await greeting.wait_for(timeout=20_000)
             said = page.locator(".line.learner.final", has_text=re.compile("twelve|12", re.I))
             await said.wait_for(timeout=30_000)
-            await page.locator(".line.tutor", has_text=re.compile("next question", re.I)).wait_for(timeout=30_000)
+            reply = page.locator(".line.tutor", has_text=re.compile("next question", re.I))
+            await reply.locator(".thumb.up").click(timeout=30_000)  # offered once the reply has played
+            turn = int(await reply.get_attribute("data-turn"))
+            await page.wait_for_function(f"window.tutorPage.ratings[{turn}] === 1", timeout=10_000)
             assert await page.evaluate("window.tutorPage.earcons") >= 1  # the state is heard as well as seen
             ada = json.loads(await page.evaluate(f"sessionStorage.getItem('{KIOSK_STORE}')"))
             assert ada["name"] == "Ada" and ada["room"] == "kiosk-1"
@@ -72,6 +75,10 @@ async def test_a_kiosk_session_times_out_and_the_next_learner_sees_nothing_of_th
             await page.wait_for_function("window.tutorPage.joined !== null", timeout=10_000)
             await page.locator(".line.learner", has_text=re.compile("twelve|12", re.I)).wait_for(timeout=5000)
             await page.locator(".line.tutor", has_text="Hi Ada!").wait_for(timeout=5000)
+            # Its replies can still be rated, and show the rating already given.
+            restored = page.locator(f'.line.tutor[data-turn="{turn}"]')
+            assert await restored.locator(".thumb.up").get_attribute("aria-pressed") == "true"
+            assert await restored.locator(".thumb.down").get_attribute("aria-pressed") == "false"
 
             # The microphone goes away: the page says so and gets it back.
             await page.evaluate("window.tutorPage.debug.dropMicrophone()")

@@ -136,6 +136,10 @@ class Caption(_Model):
     speaker: Literal["learner", "tutor", "teacher"]
     text: Text
     cut: bool = False
+    turn_id: Count | None = None
+    """A tutor line's turn (of ``tutor_speech_ended``), so a reloaded page can still rate it."""
+    rating: Annotated[int, Field(ge=-1, le=1)] | None = None
+    """The room's latest ``rate_turn`` of that turn."""
 
 
 # --- handshake and room control -------------------------------------------

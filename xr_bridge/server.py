@@ -381,6 +381,10 @@ class Room:
         caption = _caption(message)
         if caption is not None:
             self._captions.append(caption)
+        if isinstance(message, p.RateTurn):
+            for index, line in enumerate(self._captions):
+                if line.turn_id == message.turn_id:
+                    self._captions[index] = line.model_copy(update={"rating": message.rating})
         if isinstance(message, p.Alert):
             self.alerts.append(message)
         if p.message_type(message) in _NOT_HISTORY:
@@ -564,7 +568,7 @@ def _caption(message: p.RoomMessage) -> p.Caption | None:
         case p.FinalTranscript(text=text) if text:
             return p.Caption(seq=seq, speaker="learner", text=text)
         case p.TutorSpeechEnded(heard=heard, cut=cut) if heard:
-            return p.Caption(seq=seq, speaker="tutor", text=heard, cut=cut)
+            return p.Caption(seq=seq, speaker="tutor", text=heard, cut=cut, turn_id=message.turn_id)
         case p.TeacherMessage(text=text):
             return p.Caption(seq=seq, speaker="teacher", text=text)
     return None

@@ -433,6 +433,11 @@ class Captions {
     }
   }
 
+  restoredTutor(turnId, line) {
+    line.dataset.turn = turnId;
+    this.tutorLines.set(turnId, line);
+  }
+
   /** Thumbs up and down on a finished reply of the tutor. */
   rateable(turnId, onRate) {
     const line = this.tutorLines.get(turnId);
@@ -718,7 +723,14 @@ function rebuild(state) {
     captions.clear();
     for (const caption of state.captions) {
       const who = caption.speaker === "tutor" ? "Tutor" : caption.speaker === "teacher" ? "Teacher" : "Learner";
-      captions.line(`${caption.speaker}${caption.cut ? " cut" : ""}`, who, caption.text);
+      const line = captions.line(`${caption.speaker}${caption.cut ? " cut" : ""}`, who, caption.text);
+      if (caption.turn_id == null) continue;
+      captions.restoredTutor(caption.turn_id, line); // after a reload, replies can still be rated
+      if (isLearner) captions.rateable(caption.turn_id, rate);
+      if (caption.rating) {
+        page.ratings[caption.turn_id] = caption.rating;
+        captions.showRating(caption.turn_id, caption.rating);
+      }
     }
   }
   if (state.gap) systemLine("Some of the conversation was missed while disconnected.");
