@@ -415,9 +415,9 @@ async def test_static_pages_and_the_websocket_share_one_port(tmp_path: Path) -> 
     (web / "js" / "scene.js").write_text("export const x = 1;")
     (tmp_path / "secret.txt").write_text("do not serve")
 
-    async def get(port: int, path: str, extra: str = "") -> tuple[int, dict[str, str], bytes]:
+    async def get(port: int, path: str, extra: str = "", method: str = "GET") -> tuple[int, dict[str, str], bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode())
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode())
         raw = await reader.read()
         writer.close()
         head, _, body = raw.partition(b"\r\n\r\n")
@@ -434,6 +434,9 @@ async def test_static_pages_and_the_websocket_share_one_port(tmp_path: Path) -> 
         for path in ("/missing.html", "/../secret.txt", "/%2e%2e/secret.txt", "/js/../../secret.txt"):
             status, _, body = await get(server.port, path)
             assert status == 404 and b"do not serve" not in body, path
+        for method in ("POST", "PUT", "DELETE"):  # the pages are read-only
+            status, headers, body = await get(server.port, "/", "Content-Length: 0\r\n", method=method)
+            assert (status, headers["allow"]) == (405, "GET") and b"kiosk" not in body, method
         upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         assert (await get(server.port, "/elsewhere", upgrade))[0] == 404
         assert (await get(server.port, "/ws"))[0] == 426  # the endpoint wants a websocket upgrade

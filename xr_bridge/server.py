@@ -729,6 +729,10 @@ class BridgeServer:
             return connection.respond(404, f"The websocket endpoint is {self.ws_path}\n")
         if (route := self._find_route(path)) is not None:
             return await self._route(connection, request, path, route)
+        if (method := getattr(request, "method", "GET")) != "GET":  # see _route: static files are read-only too
+            response = connection.respond(405, f"{path} answers GET only, not {method}\n")
+            response.headers["Allow"] = "GET"
+            return response
         found = await asyncio.to_thread(self._read_static, path)
         if isinstance(found, int):
             return connection.respond(found, "Not found\n" if found == 404 else "Bad path\n")
