@@ -233,11 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--piper-spinning", action="store_true",
                         help="piper's onnxruntime workers busy-wait between runs (the behaviour before)")
     parser.add_argument("--whisper-threads", type=int, help="[stt] cpu_threads per worker (0: cores shared out)")
+    parser.add_argument("--beam-size", type=int, help="[stt] beam_size: beams per turn's decoding")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     config = with_overrides(
-        Config(), stt={"device": args.device, "cpu_threads": args.whisper_threads, "workers": args.stt_workers},
+        Config(), stt={"device": args.device, "cpu_threads": args.whisper_threads, "workers": args.stt_workers,
+                        "beam_size": args.beam_size},
         turns={"partial_interval_ms": args.partial_ms},
     )
     try:

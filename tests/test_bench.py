@@ -1,4 +1,4 @@
-"""Small runs of the benchmarks: `voice-tutor bench`, benchmarks/side_by_side.py, benchmarks/sessions_load.py.
+"""Small runs of the benchmarks: `voice-tutor bench` and the scripts in benchmarks/.
 
 Real models, real sessions, real generated speech, but only a few short
 utterances and two sessions: these check that every report is complete and
@@ -212,6 +212,30 @@ def test_side_by_side_runs_both_paths_on_the_same_audio(speech_models, utterance
     assert sum(wer["clips_fast_worse_better_same"]) == len(utterances)
     table = side_by_side.format_table(result)
     assert "this pipeline" in table and "baseline, beam 1" in table and "/ this pipeline: p50" in table
+
+
+def test_recognition_paths_scores_both_paths_on_the_same_clips(speech_models, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as when run as a script: it reads side_by_side's sentences
+    paths = load_script("recognition_paths")
+    assert len(paths.specs(4)) == 4 * len(paths.specs(1))
+    assert len({(engine, setting) for engine, setting, _ in paths.specs(4)}) == 8  # every voice speaks
+
+    recognizer = speech_models.recognizer
+    before = recognizer.config
+    result = paths.run(Config(), [1, 2], [3.0], voices_per_text=2, texts=2, recognizer=recognizer)
+    assert recognizer.config == before  # the shared recognizer is left as it was
+    clips = 4 if shutil.which("espeak-ng") else 2
+    assert result["clips"] == clips and result["words"] > 0
+    assert list(result["paths"]) == [
+        "standard transcribe(), beam 5", "fast path, beam 1, padding 3.0 s", "fast path, beam 2, padding 3.0 s",
+    ]
+    for scored in result["paths"].values():
+        assert 0 <= scored["wer"] <= 2 and len(scored["clip_errors"]) == clips
+        assert scored["word_errors"] == sum(scored["clip_errors"]) and scored["ms_per_clip_p50"] > 0
+    fast = result["paths"]["fast path, beam 1, padding 3.0 s"]
+    assert fast["clips_better_than_standard"] + fast["clips_worse_than_standard"] <= clips
+    assert "AVX" in result["machine"] or "neither" in result["machine"] or "unknown" in result["machine"]
+    assert "fast path, beam 2" in paths.format_table(result)
 
 
 @pytest.mark.slow

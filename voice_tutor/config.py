@@ -45,8 +45,18 @@ class SpeechToTextConfig:
     """None detects the language per utterance."""
     padding_s: StrictFloat = 3.0
     """Silence appended to an utterance before encoding (see speech/stt.py)."""
+    beam_size: StrictInt = 1
+    """Beams when decoding a turn: 1 (greedy) is fastest; 2 matched ``transcribe()``'s word error rate
+    on an AVX2 CPU for ~6% more recognition time (``benchmarks/recognition_paths.py``)."""
     lesson_hotwords: StrictBool = True
     """Bias recognition towards the lesson's vocabulary during a session (see benchmarks/hotwords.py)."""
+
+    @field_validator("beam_size")
+    @classmethod
+    def _some_beams(cls, beams: int) -> int:
+        if not 1 <= beams <= 10:
+            raise ValueError(f"beam_size must be 1 to 10, not {beams}")
+        return beams
 
     @field_validator("language")
     @classmethod

@@ -277,7 +277,7 @@ class SpeechRecognizer:
         )
 
     def _decode(self, encoded, tokenizer, duration: float, hotwords: str | None) -> tuple[object, str]:
-        """Greedy timestamp-mode decoding, bounded by the audio's length."""
+        """Timestamp-mode decoding (greedy unless ``[stt] beam_size`` says more), bounded by the audio's length."""
         prompt = []
         if hotwords:
             limit = self._whisper.max_length // 2 - 1
@@ -287,7 +287,7 @@ class SpeechRecognizer:
         result = self._whisper.model.generate(
             encoded,
             [prompt],
-            beam_size=1,
+            beam_size=self.config.beam_size,
             max_length=min(len(prompt) + budget, self._whisper.max_length),
             return_scores=True,
             return_no_speech_prob=True,
