@@ -16,7 +16,7 @@ import pytest
 from voice_tutor.audio.sources import CapturedFrame
 from voice_tutor.audio.vad import FRAME_SAMPLES, SAMPLE_RATE
 from voice_tutor.config import TurnTakingConfig
-from voice_tutor.events import FinalTranscript, PartialTranscript
+from voice_tutor.events import FinalTranscript, PartialTranscript, SpeechStarted
 from voice_tutor.listener import Listener
 from voice_tutor.speech.scheduler import TranscriptionScheduler
 from voice_tutor.speech.stt import resolve_workers
@@ -186,3 +186,58 @@ async def test_frames_keep_flowing_while_the_recognizer_is_busy(speech_models, s
     end_of_turn_frame = (speech_ends + TurnTakingConfig().end_of_turn_ms / 1000) * SAMPLE_RATE / FRAME_SAMPLES
     assert taken_at_release[0] > end_of_turn_frame + 0.4 * SAMPLE_RATE / FRAME_SAMPLES, taken_at_release
     assert not any(isinstance(e, PartialTranscript) for e in events[events.index(finals[0]):])
+
+
+async def test_a_late_transcript_never_merges_the_learners_next_turn_into_this_one(speech_models, say):
+    """An overloaded recognizer: the first turn's transcript comes after the learner has begun the next turn."""
+    from voice_tutor.dialogue.answers import numbers_in
+
+    scheduler = TranscriptionScheduler(1)
+    events = []
+    first, second = say("I think it is twelve."), say("Now it is nine.")
+    gap_s = 1.8  # longer than any turn waits for its end (1.2 s when the words trail off)
+    silence = [np.zeros(int(s * SAMPLE_RATE), np.float32) for s in (0.5, gap_s, 2.0)]
+    audio = np.concatenate([silence[0], first, silence[1], second, silence[2]])
+    listener = Listener("s", speech_models.recognizer, TurnTakingConfig(), events.append, scheduler)
+    release, held = blocker(scheduler)
+    try:
+        second_starts = 0.5 + len(first) / SAMPLE_RATE + gap_s
+        asyncio.get_running_loop().call_later(second_starts + 0.6, release.set)  # while the second is spoken
+        await listener.run(paced(frames_of(audio, time.monotonic()), []))
+    finally:
+        release.set()
+        scheduler.close()
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert [numbers_in(final.text)[-1:] for final in finals] == [[12], [9]], [f.text for f in finals]
+    assert finals[0].utterance_id < finals[1].utterance_id
+    assert len(finals[0].audio) < len(first) + (gap_s + 0.3) * SAMPLE_RATE  # none of the second turn in it
+    started = [e for e in events if isinstance(e, SpeechStarted)]
+    assert len(started) == 2 and events.index(started[1]) < events.index(finals[0])  # it really was late
+
+
+async def test_an_utterance_too_long_is_closed_without_waiting_for_its_transcript(speech_models, say):
+    scheduler = TranscriptionScheduler(1)
+    events = []
+    speech = np.concatenate([say("Seven plus five is twelve, and eight plus nine is seventeen.")] * 2)
+    audio = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), speech, np.zeros(2 * SAMPLE_RATE, np.float32)])
+    config = TurnTakingConfig(max_utterance_s=2.0)
+    listener = Listener("s", speech_models.recognizer, config, events.append, scheduler)
+    release, held = blocker(scheduler)
+    taken: list[float] = []
+    taken_at_release: list[int] = []
+
+    def free_the_worker() -> None:
+        taken_at_release.append(len(taken))
+        release.set()
+
+    try:
+        asyncio.get_running_loop().call_later(len(speech) / SAMPLE_RATE, free_the_worker)
+        await listener.run(paced(frames_of(audio, time.monotonic()), taken))
+    finally:
+        release.set()
+        scheduler.close()
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert len(finals) >= 2 and all(len(f.audio) <= (2.0 + 0.1) * SAMPLE_RATE for f in finals[:-1])
+    assert [f.utterance_id for f in finals] == sorted({f.utterance_id for f in finals})
+    # The listener went on taking frames past the first cut while the worker was held.
+    assert taken_at_release[0] > (0.5 + 2.0 + 1.0) * SAMPLE_RATE / FRAME_SAMPLES, taken_at_release

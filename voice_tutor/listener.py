@@ -6,7 +6,10 @@ enough to end the turn; the turn ends at the first frame (or the moment the
 transcript arrives) when both hold.  Partial transcripts are produced while
 the learner speaks, when the shared recognizer has nothing more urgent to do.
 Model calls run on worker threads; the listener never waits for one while
-frames arrive, so a busy recognizer delays a turn's end, not the audio.
+frames arrive, so a busy recognizer delays a turn's end, not the audio.  Once
+the silence is longer than any turn waits (or the utterance too long), the
+turn is over whatever its words: it is closed at once and published when its
+transcript is ready, so speech after it is the next turn, not more of this one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -28,6 +32,15 @@ from voice_tutor.speech.scheduler import TranscriptionScheduler
 from voice_tutor.speech.stt import SpeechRecognizer, Transcript
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _ClosedUtterance:
+    """What was heard of a finished utterance, kept until its transcript is ready."""
+
+    utterance_id: int
+    audio: np.ndarray
+    last_voiced_at: float
 
 
 class Listener:
@@ -63,6 +76,8 @@ class Listener:
         self._candidate: asyncio.Future[Transcript] | None = None
         self._partial: asyncio.Future[Transcript] | None = None
         self._ms_since_partial = 0.0
+        self._committed: set[asyncio.Future[Transcript]] = set()
+        self._longest_wait_ms = max(config.end_of_turn_ms, config.unfinished_end_of_turn_ms)
 
     @property
     def in_speech(self) -> bool:
@@ -81,6 +96,8 @@ class Listener:
             await self._on_frame(frame, probability)
         if self._detector.in_speech:
             await self._finish_turn()
+        if self._committed:  # closed turns still waiting for their transcripts
+            await asyncio.gather(*self._committed, return_exceptions=True)
 
     async def _on_frame(self, frame: CapturedFrame, probability: float) -> None:
         detector = self._detector
@@ -110,8 +127,10 @@ class Listener:
                 await asyncio.wait([self._candidate])
             if self._candidate is not None and self._candidate.done():
                 self._end_turn_if_over(self._candidate)
+            elif self._candidate is not None and detector.silence_ms >= self._longest_wait_ms:
+                self._commit_turn(self._candidate)  # a busy recognizer: the learner may speak again first
         elif len(self._utterance) * FRAME_MS >= self._config.max_utterance_s * 1000:
-            await self._finish_turn()
+            self._commit_turn(self._transcribe(self._utterance_audio()))
 
     def _utterance_audio(self) -> np.ndarray:
         return np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
@@ -172,7 +191,7 @@ class Listener:
         self._partial = job
 
     async def _finish_turn(self) -> None:
-        """End the turn now (too long, or the audio ended) on the transcript at the pause or of all of it."""
+        """End the turn now (the audio ended) on the transcript at the pause or of all of it."""
         pending = self._candidate or self._transcribe(self._utterance_audio())
         self._candidate = pending
         try:
@@ -183,25 +202,47 @@ class Listener:
         if pending is self._candidate:  # not already ended by the candidate's own callback
             self._complete_turn(transcript)
 
+    def _commit_turn(self, pending: asyncio.Future[Transcript]) -> None:
+        """The turn is over whatever its words: close it now, publish it when ``pending`` is ready."""
+        closed = self._close_utterance()
+        self._committed.add(pending)
+
+        def publish(done: asyncio.Future[Transcript]) -> None:
+            self._committed.discard(done)
+            if done.cancelled():
+                return
+            if done.exception() is not None:
+                log.error("speech recognition failed; the utterance is dropped", exc_info=done.exception())
+                return
+            self._publish_final(closed, done.result())
+
+        pending.add_done_callback(publish)
+
     def _complete_turn(self, transcript: Transcript | None) -> None:
+        self._publish_final(self._close_utterance(), transcript)
+
+    def _close_utterance(self) -> _ClosedUtterance:
+        """End the detector's turn and hand over what was heard: the next speech starts a new utterance."""
         self._candidate = None
         if self._partial is not None:
             self._partial.cancel()  # still queued: nobody will see it
         self._detector.end_turn()
-        audio = self._utterance_audio()
-        duration = len(audio) / SAMPLE_RATE
+        closed = _ClosedUtterance(self._utterance_id, self._utterance_audio(), self._last_voiced_at)
         self._utterance = []
         self._pre_roll.clear()
+        return closed
+
+    def _publish_final(self, utterance: _ClosedUtterance, transcript: Transcript | None) -> None:
         if transcript is None or not transcript.text:
-            log.info("utterance %d held no words; ignored", self._utterance_id)
+            log.info("utterance %d held no words; ignored", utterance.utterance_id)
             return
         self._publish(FinalTranscript(
             session_id=self.session_id,
-            utterance_id=self._utterance_id,
+            utterance_id=utterance.utterance_id,
             text=transcript.text,
             language=transcript.language,
-            audio_duration_s=duration,
-            last_voiced_at=self._last_voiced_at,
+            audio_duration_s=len(utterance.audio) / SAMPLE_RATE,
+            last_voiced_at=utterance.last_voiced_at,
             stt_ms=transcript.elapsed_ms,
-            audio=audio,
+            audio=utterance.audio,
         ))
