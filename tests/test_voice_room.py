@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -235,6 +236,32 @@ async def test_a_rating_said_aloud_reaches_the_room_as_a_rate_turn_on_the_reply_
         assert acknowledged.tutor.strip() == ACKNOWLEDGEMENTS[-1]  # acknowledged, not taken for an answer
         for client in (ada, olive):
             await client.close()
+
+
+async def test_a_late_final_of_an_earlier_turn_leaves_the_floor_with_the_learner_still_speaking(speech_models):
+    """An overloaded recognizer publishes a turn's final after the learner's next utterance has begun."""
+    async with voice_server(speech_models) as server:
+        ada = await Client.join(server, "late", "learner", "Ada")
+        await ada.wait_for(is_(p.TutorText, turn_id=0))
+        room = server.room("late")
+        voice = room.session
+        assert isinstance(voice, VoiceRoom) and voice.session is not None
+        member = next(m for m in room.members if m.client_id == ada.id)
+        voice.floor.claim(member, time.monotonic(), ptt=False)  # Ada talks hands-free
+        session = voice.session
+
+        def final(utterance_id: int, text: str) -> ev.FinalTranscript:
+            return ev.FinalTranscript(session_id=session.id, utterance_id=utterance_id, text=text, language="en",
+                                      audio_duration_s=1.0, last_voiced_at=time.monotonic(), stt_ms=900.0)
+
+        session.bus.publish(ev.SpeechStarted(session_id=session.id, utterance_id=8))
+        session.bus.publish(final(7, "I think it is twelve."))  # the turn before, transcribed late
+        await ada.wait_for(is_(p.FinalTranscript, utterance_id=7))
+        assert voice.floor.holds(member)  # utterance 8 is still being spoken
+        session.bus.publish(final(8, "Now it is nine."))
+        await ada.wait_for(is_(p.FinalTranscript, utterance_id=8))
+        assert voice.floor.holder is None  # that turn is over: the floor is free again
+        await ada.close()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

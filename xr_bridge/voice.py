@@ -185,6 +185,8 @@ class VoiceRoom:
         self._pre_roll: dict[str, deque[np.ndarray]] = {}
         self._resamplers: dict[tuple[str, int], soxr.ResampleStream] = {}
         self._in_utterance = False
+        self._latest_utterance = 0
+        """The utterance that started last: an overloaded recognizer's late final may be of an earlier one."""
         self._speaker: p.Member | None = None
         """Who spoke the utterance in progress (the floor holder when it started)."""
         self._speakers: dict[int, p.Member] = {}
@@ -297,6 +299,7 @@ class VoiceRoom:
         self._speakers.clear()
         self._speaker = None
         self._in_utterance = self._tutor_speaking = False
+        self._latest_utterance = 0
         self._alerts = _AlertTracker(self._alerts.rules)
         self._told_recording.clear()
 
@@ -413,7 +416,7 @@ class VoiceRoom:
                 self._tutor_speaking = isinstance(event, ev.TutorSpeechStarted)
         match event:
             case ev.SpeechStarted(utterance_id=uid):
-                self._in_utterance = True
+                self._in_utterance, self._latest_utterance = True, uid
                 speaker = self._speakers.get(uid) or self.floor.holder or self._speaker
                 if speaker is not None:
                     self._speaker = self._speakers[uid] = speaker
@@ -421,7 +424,7 @@ class VoiceRoom:
                         self.session.context.learner_name = speaker.name
                     while len(self._speakers) > 64:
                         del self._speakers[next(iter(self._speakers))]
-            case ev.FinalTranscript():
+            case ev.FinalTranscript(utterance_id=uid) if uid >= self._latest_utterance:  # not a late one
                 self._in_utterance = False
                 if self.floor.holder is not None and not self.floor.ptt:
                     self._release(end_turn=False)  # the turn is over: the floor is free again
