@@ -94,8 +94,8 @@ class Listener:
         async for frame in frames:
             probability = await loop.run_in_executor(None, self._vad, frame.samples)
             await self._on_frame(frame, probability)
-        if self._detector.in_speech:
-            await self._finish_turn()
+        if self._detector.in_speech:  # the audio ended mid-turn: on the transcript at the pause, or of all of it
+            self._commit_turn(self._candidate or self._transcribe(self._utterance_audio()))
         if self._committed:  # closed turns still waiting for their transcripts
             await asyncio.gather(*self._committed, return_exceptions=True)
 
@@ -189,18 +189,6 @@ class Listener:
 
         job.add_done_callback(publish_partial)
         self._partial = job
-
-    async def _finish_turn(self) -> None:
-        """End the turn now (the audio ended) on the transcript at the pause or of all of it."""
-        pending = self._candidate or self._transcribe(self._utterance_audio())
-        self._candidate = pending
-        try:
-            transcript = await pending
-        except Exception:
-            log.exception("speech recognition failed; the utterance is dropped")
-            transcript = None
-        if pending is self._candidate:  # not already ended by the candidate's own callback
-            self._complete_turn(transcript)
 
     def _commit_turn(self, pending: asyncio.Future[Transcript]) -> None:
         """The turn is over whatever its words: close it now, publish it when ``pending`` is ready."""

@@ -740,8 +740,9 @@ def event_to_wire(event: ev.Event) -> RoomMessage | AudioChunk | None:
     (the learner's own ``rate_turn``/``survey`` messages are on the wire
     already) and any event this version does not know.  A rating said aloud
     about a known turn becomes a ``rate_turn`` (the bridge names the learner
-    who said it as its sender), so pages show it like a click.  Tutor audio becomes a binary chunk whose ``seq`` the room
-    stamps.  Texts over the limit are clipped, never refused.
+    who said it as its sender), so pages show it like a click.  Tutor audio
+    becomes a binary chunk whose ``seq`` the room stamps.  Texts over the limit
+    are clipped, never refused.
     """
     base = {"session_id": _clip(event.session_id, 128), "t": event.t}
     match event:
