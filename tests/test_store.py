@@ -437,6 +437,9 @@ def test_export_is_complete_json(db_path):
         "question_id": "ada-q1",
         "correct": True,
         "at": "2025-03-02T09:00:00.000000+00:00",
+        # recorded without what happened (record_assessment): none of the per-answer facts
+        "session_id": None, "turn_key": None, "response": None, "verdict": None, "first_try": None,
+        "hints_used": None, "mastery_before": None, "mastery_after": None,
     }
     assert exported["mastery"] == [
         {"skill_id": "addition", "p_known": 0.42, "updated_at": "2025-03-01T09:00:00.000000+00:00"}

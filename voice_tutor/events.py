@@ -66,6 +66,8 @@ class FinalTranscript(Event):
     stt_ms: float
     audio: np.ndarray | None = field(default=None, repr=False, compare=False)
     """The utterance's 16 kHz mono float32 samples (spoken turns only), for a recording kept by consent."""
+    speaker: str | None = None
+    """The learner who spoke it (the session stamps it; in a shared room, who held the floor)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +136,8 @@ class TurnCompleted(Event):
     heard: str
     cut: bool
     latency_ms: dict[str, float]
+    speaker: str | None = None
+    """The learner whose turn it was (``FinalTranscript.speaker``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,7 +150,12 @@ class SessionNotice(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MasteryUpdated(Event):
-    """An assessed answer moved the learner's estimated mastery of a skill (BKT)."""
+    """An assessed answer moved the learner's estimated mastery of a skill (BKT).
+
+    ``correct`` is BKT's observation (right at the first try, without hints);
+    the rest says what happened, as the learner record keeps it (empty
+    ``verdict``: a tutor that did not say).
+    """
 
     learner: str
     skill_id: str
@@ -154,6 +163,15 @@ class MasteryUpdated(Event):
     correct: bool
     p_known: float
     mastered: bool
+    question_id: str = ""
+    verdict: str = ""
+    """``correct`` (the learner's answer was right, even after hints), ``incorrect`` or ``revealed``."""
+    response: str | None = None
+    """The learner's words that resolved the question, redacted as the record keeps them."""
+    first_try: bool | None = None
+    hints_used: int = 0
+    p_before: float | None = None
+    """Mastery of the skill before this answer."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ events into a :class:`TurnCompleted` with its latencies.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -76,9 +77,14 @@ class SpeechModels:
         self.tts_executor.shutdown(wait=False, cancel_futures=True)
 
 
+_SPEAKERS_KEPT = 64
+"""Utterances whose speaker a session remembers (a late transcript names an earlier one)."""
+
+
 @dataclass
 class _TurnTiming:
     learner: str
+    speaker: str
     last_voiced_at: float
     final_at: float
     first_text_at: float | None = None
@@ -123,6 +129,9 @@ class Session:
         self._opening: list[str] = []
         self._teacher_messages: list[str] = []
         self._greeted = False
+        self._speakers: dict[int, str] = {}
+        """Utterance id -> the learner who spoke it (who was speaking when it started)."""
+        self._next_speaker = self.context.learner_name
         if hasattr(source, "gate"):
             source.gate = self.idle
 
@@ -150,7 +159,7 @@ class Session:
         if self._listener.in_speech or not text.strip():
             return None
         if speaker:
-            self.context.learner_name = speaker
+            self.set_speaker(speaker)
         utterance_id = self._listener.next_utterance_id()
         at = now()
         self._on_event(SpeechStarted(session_id=self.id, t=at, utterance_id=utterance_id))
@@ -159,6 +168,15 @@ class Session:
             language=self._listener.language or "und", audio_duration_s=0.0, last_voiced_at=at, stt_ms=0.0,
         ))
         return utterance_id
+
+    def set_speaker(self, learner: str) -> None:
+        """Who speaks next (a shared room: whoever takes the floor); their turns are theirs.
+
+        The utterances that start from now on are stamped with ``learner``
+        (``FinalTranscript.speaker``, ``TurnCompleted.speaker``), and the tutor
+        answers them as that learner (``DialogueContext.learner_name``).
+        """
+        self._next_speaker = self.context.learner_name = learner
 
     def add_hint(self, text: str) -> None:
         """A teacher's message or hint: the tutor says it as soon as nobody is talking."""
@@ -179,6 +197,13 @@ class Session:
         self.idle.clear()
 
     def _on_event(self, event: Event) -> None:
+        match event:
+            case SpeechStarted(utterance_id=uid):
+                self._speakers[uid] = self._next_speaker
+                while len(self._speakers) > _SPEAKERS_KEPT:
+                    del self._speakers[next(iter(self._speakers))]
+            case FinalTranscript(speaker=None, utterance_id=uid):
+                event = dataclasses.replace(event, speaker=self._speakers.get(uid, self._next_speaker))
         self.bus.publish(event)
         match event:
             case SpeechStarted() if self._active_turn is not None:
@@ -187,8 +212,13 @@ class Session:
                 self._player.interrupt(turn_id)
                 self.bus.publish(BargeIn(session_id=self.id, turn_id=turn_id))
             case FinalTranscript():
-                self._timings[event.utterance_id] = _TurnTiming(event.text, event.last_voiced_at, event.t)
+                self._timings[event.utterance_id] = _TurnTiming(
+                    event.text, event.speaker, event.last_voiced_at, event.t
+                )
                 self._begin_turn(event.utterance_id)
+                # The reply is the speaker's, about this turn (a tutor reads these when it starts).
+                self.context.learner_name = event.speaker
+                self.context.turn_id, self.context.learner_text = event.utterance_id, event.text
                 self._responder.answer(event.utterance_id, event.text)
             case TutorText(turn_id=0):
                 self._opening.append(event.text)
@@ -217,6 +247,7 @@ class Session:
                 heard=ended.heard,
                 cut=ended.cut,
                 latency_ms=_latencies(timing),
+                speaker=timing.speaker,
             )
             self.turns.append(completed)
             self.bus.publish(completed)

@@ -41,13 +41,19 @@ class DialogueContext:
     """What a tutor may know about the conversation so far.
 
     ``publish`` lets a tutor report what it decided (a mastery update, a
-    safety alert) on the session's event bus; the session sets it.
+    safety alert) on the session's event bus; the session sets it, and
+    ``learner_name``, ``turn_id`` and ``learner_text`` before each reply
+    (``learner_name``: who spoke, in a shared room the learner holding the floor).
     """
 
     session_id: str
     learner_name: str = "friend"
     history: deque[Exchange] = field(default_factory=lambda: deque(maxlen=20))
     publish: Callable[[object], None] = field(default=lambda event: None, repr=False)
+    turn_id: int | None = None
+    """The learner turn being answered (the session's id, which the record links answers to)."""
+    learner_text: str = ""
+    """What the learner said in that turn."""
 
     def record(self, exchange: Exchange) -> None:
         self.history.append(exchange)

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from voice_tutor.dialogue.answers import Request, check_answer, classify_request, detect_trigger
 from voice_tutor.dialogue.base import DialogueContext
 from voice_tutor.dialogue.lesson_qa import LessonQA
-from voice_tutor.events import MasteryUpdated
 from voice_tutor.learning.lessons import Lesson, Question
 from voice_tutor.learning.mastery import is_mastered
-from voice_tutor.learning.memory import LearnerMemory, MasteryChange
+from voice_tutor.learning.memory import LearnerMemory, MasteryChange, mastery_event
 from voice_tutor.learning.planner import knowledge_gaps, next_question, recommend_resources
 
 _PRAISE = ["That's right!", "Yes, well done!", "Correct, nice work!", "Exactly right!"]
@@ -140,7 +139,7 @@ class LessonTutor:
     async def _on_correct(self, attempt: _Attempt, context: DialogueContext) -> str:
         self.correct_count += 1
         first_try = attempt.wrong == 0
-        change = await self._resolve(attempt, context, correct=first_try and attempt.hints == 0)
+        change = await self._resolve(attempt, context, "correct")
         praise = _PRAISE[self.correct_count % len(_PRAISE)]
         mastered = ""
         if change.mastered and not is_mastered(change.before):
@@ -158,7 +157,7 @@ class LessonTutor:
         encouragement = self._rule("wrong_twice") if attempt.wrong == 2 else None
         if attempt.hints < len(question.hints):
             return _join(feedback, encouragement, self._hint_or_explain(attempt))
-        return _join(feedback, await self._reveal(attempt, context))
+        return _join(feedback, await self._reveal(attempt, context, verdict="incorrect"))
 
     async def _hint_or_reveal(self, attempt: _Attempt, context: DialogueContext) -> str:
         if attempt.hints < len(attempt.question.hints):
@@ -174,8 +173,9 @@ class LessonTutor:
             return _join(f"Here's a hint: {hint}", again)
         return _join("Think about it once more:", question.prompt)
 
-    async def _reveal(self, attempt: _Attempt, context: DialogueContext, lead: str | None = None) -> str:
-        await self._resolve(attempt, context, correct=False)
+    async def _reveal(self, attempt: _Attempt, context: DialogueContext, lead: str | None = None,
+                      *, verdict: str = "revealed") -> str:
+        await self._resolve(attempt, context, verdict)
         return _join(lead, attempt.question.explanation, self._next_with_transition(context))
 
     def _answer_question(self, attempt: _Attempt, text: str) -> str:
@@ -186,19 +186,13 @@ class LessonTutor:
                          "Let's get back to ours:", attempt.question.prompt)
         return _join(self._rule("asks_question"), result.text, "Now, back to our question:", attempt.question.prompt)
 
-    async def _resolve(self, attempt: _Attempt, context: DialogueContext, correct: bool) -> MasteryChange:
-        change = await self.memory.assess(
-            attempt.question, correct, hints_used=attempt.hints, first_try=attempt.wrong == 0
+    async def _resolve(self, attempt: _Attempt, context: DialogueContext, verdict: str) -> MasteryChange:
+        """Record the question's outcome (the learner's words of this turn, hints, first try) and publish it."""
+        change = await self.memory.record_answer(
+            attempt.question, verdict, hints_used=attempt.hints, first_try=attempt.wrong == 0,
+            response=context.learner_text, turn_key=context.turn_id,
         )
-        context.publish(MasteryUpdated(
-            session_id=context.session_id,
-            learner=context.learner_name,
-            skill_id=change.skill_id,
-            skill_name=self.lesson.skill(change.skill_id).name,
-            correct=correct,
-            p_known=round(change.after, 4),
-            mastered=change.mastered,
-        ))
+        context.publish(mastery_event(change, context, self.lesson.skill(change.skill_id).name))
         return change
 
     def _next_with_transition(self, context: DialogueContext) -> str:

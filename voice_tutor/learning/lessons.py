@@ -203,6 +203,9 @@ class Lesson(_Strict):
     """ISO 639-1 language the learner answers in (speech recognition listens for it)."""
     socratic: bool = False
     """Never reveal an answer before every hint has been given (questions may override)."""
+    completion: Literal["mastery", "all_questions"] = "mastery"
+    """When a learner has completed the lesson: every skill it asks about mastered (``mastery``,
+    when the tutor has nothing left to teach), or every question answered once (``all_questions``)."""
     review_intro: str | None = Field(default=None, min_length=1)
     """Said before questions due for review; may use ``{name}``."""
     practice_intro: str | None = Field(default=None, min_length=1)

@@ -12,7 +12,11 @@ Every method is blocking and thread-safe: from async code call it through
 """
 
 from voice_tutor.store.records import (
+    OUTCOMES,
     SURVEY_QUESTIONS,
+    VERDICTS,
+    Answer,
+    AnswerFacts,
     ClassNotFound,
     ClassRoom,
     Learner,
@@ -27,7 +31,11 @@ from voice_tutor.store.records import (
 from voice_tutor.store.sqlite import Store, default_path
 
 __all__ = [
+    "OUTCOMES",
     "SURVEY_QUESTIONS",
+    "VERDICTS",
+    "Answer",
+    "AnswerFacts",
     "ClassNotFound",
     "ClassRoom",
     "Learner",

@@ -85,6 +85,61 @@ class Turn:
     latency_ms: dict[str, float]
     audio_path: str | None = None
     """The recording of a spoken learner turn (kept only with ``[privacy] record_audio``)."""
+    turn_key: int | None = None
+    """The session's own id of the turn (the utterance id), which an assessed answer names."""
+
+
+VERDICTS = ("correct", "incorrect", "revealed")
+"""How a question ended: the learner's answer was right (hints or not), was wrong, or the tutor gave it."""
+OUTCOMES = ("completed", "suspended", "terminated")
+"""How a session ended: the lesson's completion rule met; left mid-lesson (resumable); ended otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFacts:
+    """What happened when a question was resolved: the facts the record, reports and xAPI share.
+
+    ``mastery_after`` is what the learner model made of it (BKT sees ``right_first_time``).
+    """
+
+    verdict: str
+    response: str | None
+    """The learner's words that resolved it (already redacted as turns are), None if none."""
+    first_try: bool
+    """No wrong answer came before."""
+    hints_used: int
+    mastery_before: float
+    mastery_after: float
+    session_id: int | None = None
+    """The stored session it was given in."""
+    turn_key: int | None = None
+    """The session's own id of the learner turn it was given in (``Turn.turn_key``)."""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, not {self.verdict!r}")
+        if isinstance(self.hints_used, bool) or not isinstance(self.hints_used, int) or self.hints_used < 0:
+            raise ValueError(f"hints_used must be a count, not {self.hints_used!r}")
+        for name in ("mastery_before", "mastery_after"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
+
+    @property
+    def right_first_time(self) -> bool:
+        """Right at the first try without hints: the observation BKT learns from."""
+        return self.verdict == "correct" and self.first_try and self.hints_used == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One stored assessed answer."""
+
+    id: int
+    skill_id: str
+    question_id: str
+    at: datetime
+    facts: AnswerFacts | None
+    """None for answers stored before the record kept them (schema 3 and older)."""
 
 
 @dataclass(frozen=True, slots=True)

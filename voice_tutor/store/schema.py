@@ -134,4 +134,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE turns ADD COLUMN audio_path TEXT;
     """,
+    # 4: the truth of each assessed answer (the record teachers, reports, xAPI and the next session
+    # read): the session and turn it was given in, the learner's words (redacted as turns are),
+    # the verdict (``correct``: the learner's answer was right, even after hints; ``incorrect``;
+    # ``revealed``: the tutor gave the answer), first try or not, hints used, and the skill's
+    # mastery before and after.  ``correct`` stays BKT's observation (right at the first try,
+    # without hints).  A turn keeps the session's own id for it, which an answer names; a
+    # session keeps how it ended (completed, suspended, terminated).
+    """
+    ALTER TABLE assessments ADD COLUMN session_id INTEGER REFERENCES sessions (id) ON DELETE SET NULL;
+    ALTER TABLE assessments ADD COLUMN turn_key INTEGER;
+    ALTER TABLE assessments ADD COLUMN response TEXT;
+    ALTER TABLE assessments ADD COLUMN verdict TEXT CHECK (verdict IN ('correct', 'incorrect', 'revealed'));
+    ALTER TABLE assessments ADD COLUMN first_try INTEGER CHECK (first_try IN (0, 1));
+    ALTER TABLE assessments ADD COLUMN hints_used INTEGER CHECK (hints_used >= 0);
+    ALTER TABLE assessments ADD COLUMN mastery_before REAL CHECK (mastery_before BETWEEN 0 AND 1);
+    ALTER TABLE assessments ADD COLUMN mastery_after REAL CHECK (mastery_after BETWEEN 0 AND 1);
+    CREATE INDEX assessments_by_session ON assessments (session_id);
+    ALTER TABLE turns ADD COLUMN turn_key INTEGER;
+    ALTER TABLE sessions ADD COLUMN outcome TEXT CHECK (outcome IN ('completed', 'suspended', 'terminated'));
+    """,
 )

@@ -31,9 +31,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from voice_tutor.store.records import (
+    OUTCOMES,
     ROLES,
     SURVEY_QUESTIONS,
     ClassNotFound,
+    Answer,
+    AnswerFacts,
     ClassRoom,
     Learner,
     LearnerNotFound,
@@ -227,10 +230,14 @@ class Store:
             )
             return cursor.lastrowid
 
-    def end_session(self, session_id: int, *, at: datetime | None = None) -> None:
+    def end_session(self, session_id: int, *, at: datetime | None = None, outcome: str | None = None) -> None:
+        """Close the session; ``outcome`` (one of ``OUTCOMES``) says how the lesson stood when it ended."""
+        if outcome is not None and outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
         with self._transaction(write=True) as db:
             cursor = db.execute(
-                "UPDATE sessions SET ended_at = ? WHERE id = ?", (_iso(at), session_id)
+                "UPDATE sessions SET ended_at = ?, outcome = COALESCE(?, outcome) WHERE id = ?",
+                (_iso(at), outcome, session_id),
             )
             if cursor.rowcount == 0:
                 raise NotFound(f"no session {session_id}")
@@ -247,6 +254,7 @@ class Store:
         ended_at: datetime | None = None,
         latency_ms: Mapping[str, float] | None = None,
         audio_path: str | Path | None = None,
+        turn_key: int | None = None,
     ) -> Turn:
         """Append a turn to the session (its index is the next one); durable on return.
 
@@ -254,6 +262,7 @@ class Store:
         barge-in (``cut=True``).  ``started_at`` defaults to ``ended_at``,
         which defaults to now.  ``audio_path`` links the turn's recording
         (kept as an absolute path; the file goes when the turn does).
+        ``turn_key`` is the session's own id of the turn, which answers name.
         """
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -266,10 +275,10 @@ class Store:
                 raise NotFound(f"no session {session_id}")
             cursor = db.execute(
                 "INSERT INTO turns"
-                " (session_id, idx, role, text, heard, cut, started_at, ended_at, latency_ms, audio_path)"
-                " SELECT ?, COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ?, ?, ?, ?, ?"
+                " (session_id, idx, role, text, heard, cut, started_at, ended_at, latency_ms, audio_path, turn_key)"
+                " SELECT ?, COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ?, ?, ?, ?, ?, ?"
                 " FROM turns WHERE session_id = ?",
-                (session_id, role, text, heard, int(cut), started, ended, latency, audio, session_id),
+                (session_id, role, text, heard, int(cut), started, ended, latency, audio, turn_key, session_id),
             )
             row = db.execute("SELECT * FROM turns WHERE id = ?", (cursor.lastrowid,)).fetchone()
         return _turn_from_row(row)
@@ -339,20 +348,66 @@ class Store:
         review: tuple[str, datetime] | None = None,
         *,
         at: datetime | None = None,
-    ) -> None:
-        """One assessed answer and what it changed (mastery, review card), in one transaction.
+        facts: AnswerFacts | None = None,
+    ) -> int:
+        """One assessed answer and what it changed (mastery, review card), in one transaction; returns its id.
 
         Written together so a crash can never leave a skill mastered without
         its review card, which would drop it out of spaced review for good.
+        ``facts`` is what happened (words, verdict, first try, hints, mastery
+        before and after); ``correct`` is BKT's observation.
         """
         if not 0.0 <= p_known <= 1.0:
             raise ValueError(f"p_known must be in [0, 1], not {p_known}")
         with self._transaction(write=True) as db:
             learner_id = _learner_id(db, learner)
-            _insert_assessment(db, learner_id, skill_id, question_id, correct, at)
+            answer_id = _insert_assessment(db, learner_id, skill_id, question_id, correct, at, facts)
             _upsert_mastery(db, learner_id, skill_id, p_known, at)
             if review is not None:
                 _upsert_review(db, learner_id, skill_id, *review)
+        return answer_id
+
+    def answers(self, learner: str, *, lesson_id: str | None = None, session_id: int | None = None) -> list[Answer]:
+        """The learner's assessed answers, oldest first (of one lesson's skills, or of one session)."""
+        sql = f"SELECT {_ANSWER_COLUMNS} FROM assessments WHERE learner_id = ?"
+        parameters: list = []
+        if lesson_id is not None:
+            sql += " AND substr(skill_id, 1, ?) = ?"
+            parameters += [len(lesson_id) + 1, lesson_id + "/"]
+        if session_id is not None:
+            sql += " AND session_id = ?"
+            parameters.append(session_id)
+        with self._transaction() as db:
+            rows = db.execute(sql + " ORDER BY at, id", (_learner_id(db, learner), *parameters)).fetchall()
+        return [_answer_from_row(row) for row in rows]
+
+    def answer_summary(self, learners: list[str] | tuple[str, ...]) -> list[dict]:
+        """Per learner and skill: answers, right answers (hints or not), right first time (first try, no hint),
+        right after hints, and hints used.
+
+        Answers stored before the record kept these facts have only BKT's
+        observation (right first time), which stands for both ``correct`` and
+        ``first_try_correct``.
+        """
+        if not learners:
+            return []
+        marks = ", ".join("?" * len(learners))
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT learners.name, skill_id, COUNT(*),"
+                " SUM(CASE WHEN verdict IS NULL THEN correct ELSE verdict = 'correct' END),"
+                " SUM(CASE WHEN verdict IS NULL THEN correct ELSE verdict = 'correct' AND first_try AND hints_used = 0 END),"
+                " SUM(CASE WHEN verdict IS NULL THEN correct ELSE verdict = 'correct' AND hints_used > 0 END),"
+                " COALESCE(SUM(hints_used), 0)"
+                " FROM assessments JOIN learners ON learners.id = assessments.learner_id"
+                f" WHERE learners.name IN ({marks}) GROUP BY learners.name, skill_id ORDER BY learners.name, skill_id",
+                tuple(learners),
+            ).fetchall()
+        return [
+            {"learner": name, "skill": skill, "answers": count, "correct": right, "first_try_correct": first,
+             "correct_after_hints": hinted, "hints_used": hints}
+            for name, skill, count, right, first, hinted, hints in rows
+        ]
 
     def assessment_sequences(self, skill_id: str) -> dict[str, list[bool]]:
         """Every learner's answers on ``skill_id``, oldest first: the input of ``fit_params``."""
@@ -566,8 +621,8 @@ class Store:
     def purge_transcripts(self, before: datetime) -> int:
         """Delete the turns (their ratings and recordings) of sessions started before ``before``; returns how many.
 
-        Sessions, assessments and mastery stay (they hold no words); survey
-        comments of those sessions are cleared too.
+        Sessions, assessments and mastery stay; the words they held go (survey
+        comments of those sessions, the learner's words of those answers).
         """
         cutoff = _iso(before)
         with self._transaction() as db:
@@ -582,6 +637,11 @@ class Store:
                 "UPDATE surveys SET comment = NULL"
                 " WHERE session_id IN (SELECT id FROM sessions WHERE started_at < ?)",
                 (cutoff,),
+            )
+            db.execute(
+                "UPDATE assessments SET response = NULL WHERE response IS NOT NULL AND (at < ?"
+                " OR session_id IN (SELECT id FROM sessions WHERE started_at < ?))",
+                (cutoff, cutoff),
             )
         self._checkpoint()
         return count
@@ -606,8 +666,8 @@ class Store:
         with self._transaction() as db:
             learner = _learner(db, name)
             sessions = []
-            for session_id, lesson_id, started_at, ended_at in db.execute(
-                "SELECT id, lesson_id, started_at, ended_at FROM sessions"
+            for session_id, lesson_id, started_at, ended_at, outcome in db.execute(
+                "SELECT id, lesson_id, started_at, ended_at, outcome FROM sessions"
                 " WHERE learner_id = ? ORDER BY started_at, id",
                 (learner.id,),
             ).fetchall():
@@ -640,16 +700,14 @@ class Store:
                         "lesson_id": lesson_id,
                         "started_at": started_at,
                         "ended_at": ended_at,
+                        "outcome": outcome,
                         "turns": turns,
                         "surveys": surveys,
                     }
                 )
             assessments = [
-                {"skill_id": s, "question_id": q, "correct": bool(c), "at": when}
-                for s, q, c, when in db.execute(
-                    "SELECT skill_id, question_id, correct, at FROM assessments"
-                    " WHERE learner_id = ? ORDER BY at, id",
-                    (learner.id,),
+                _answer_export(row) for row in db.execute(
+                    f"SELECT {_ANSWER_COLUMNS} FROM assessments WHERE learner_id = ? ORDER BY at, id", (learner.id,)
                 )
             ]
             mastery = [
@@ -778,11 +836,47 @@ def _delete_files(paths: list[str]) -> None:
         raise StoreError(f"could not delete {len(failed)} recordings ({'; '.join(failed[:3])}); nothing else was deleted")
 
 
-def _insert_assessment(db, learner_id: int, skill_id: str, question_id: str, correct: bool, at) -> int:
+def _insert_assessment(db, learner_id: int, skill_id: str, question_id: str, correct: bool, at,
+                       facts: AnswerFacts | None = None) -> int:
+    detail = (None,) * 8 if facts is None else (
+        facts.session_id, facts.turn_key, facts.response, facts.verdict, int(facts.first_try), facts.hints_used,
+        float(facts.mastery_before), float(facts.mastery_after),
+    )
     return db.execute(
-        "INSERT INTO assessments (learner_id, skill_id, question_id, correct, at) VALUES (?, ?, ?, ?, ?)",
-        (learner_id, skill_id, question_id, int(bool(correct)), _iso(at)),
+        "INSERT INTO assessments (learner_id, skill_id, question_id, correct, at, session_id, turn_key, response,"
+        " verdict, first_try, hints_used, mastery_before, mastery_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (learner_id, skill_id, question_id, int(bool(correct)), _iso(at), *detail),
     ).lastrowid
+
+
+_ANSWER_COLUMNS = (
+    "id, skill_id, question_id, correct, at, session_id, turn_key, response, verdict, first_try, hints_used,"
+    " mastery_before, mastery_after"
+)
+
+
+def _answer_from_row(row: sqlite3.Row) -> Answer:
+    facts = None
+    if row["verdict"] is not None:
+        facts = AnswerFacts(
+            verdict=row["verdict"], response=row["response"], first_try=bool(row["first_try"]),
+            hints_used=row["hints_used"], mastery_before=row["mastery_before"], mastery_after=row["mastery_after"],
+            session_id=row["session_id"], turn_key=row["turn_key"],
+        )
+    return Answer(id=row["id"], skill_id=row["skill_id"], question_id=row["question_id"],
+                  at=datetime.fromisoformat(row["at"]), facts=facts)
+
+
+def _answer_export(row: sqlite3.Row) -> dict:
+    """An answer as exported: the BKT observation, and what happened (None where it was not kept)."""
+    return {
+        "skill_id": row["skill_id"], "question_id": row["question_id"], "correct": bool(row["correct"]),
+        "at": row["at"], "session_id": row["session_id"], "turn_key": row["turn_key"],
+        "response": row["response"], "verdict": row["verdict"],
+        "first_try": None if row["first_try"] is None else bool(row["first_try"]),
+        "hints_used": row["hints_used"], "mastery_before": row["mastery_before"],
+        "mastery_after": row["mastery_after"],
+    }
 
 
 def _upsert_mastery(db, learner_id: int, skill_id: str, p_known: float, at) -> None:
@@ -865,6 +959,7 @@ def _turn_from_row(row: sqlite3.Row) -> Turn:
         ended_at=datetime.fromisoformat(row["ended_at"]),
         latency_ms=json.loads(row["latency_ms"]),
         audio_path=row["audio_path"],
+        turn_key=row["turn_key"],
     )
 
 
@@ -880,6 +975,7 @@ def _turn_export(row: sqlite3.Row) -> dict:
         "ended_at": row["ended_at"],
         "latency_ms": json.loads(row["latency_ms"]),
         "audio_path": row["audio_path"],
+        "turn_key": row["turn_key"],
     }
 
 
