@@ -79,10 +79,11 @@ async def record_a_session(store: Store) -> None:
     for question, p_known, mastered in (("add-7-5", 0.8, False), ("add-8-9", 0.97, True)):
         store.record_answer("Ada Lovelace", "arithmetic/addition", question, True, p_known)
         await bus.put(MasteryUpdated(learner="Ada Lovelace", skill_id="addition", skill_name="Addition",
-                                     correct=True, p_known=p_known, mastered=mastered))
+                                     correct=True, p_known=p_known, mastered=mastered, question_id=question,
+                                     verdict="correct", response="twelve", first_try=True, p_before=0.5))
     await asyncio.sleep(0.2)
     task.cancel()
-    await recorder.close()
+    await recorder.close(outcome="completed")
 
 
 def queued(store: Store) -> list[dict]:

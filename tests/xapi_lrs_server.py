@@ -4,8 +4,12 @@
 
 prints ``PORT <n>`` once listening.  ``POST /xapi/statements`` (a statement
 or a list) checks Basic auth, the ``X-Experience-API-Version`` header and
-the statement structure (actor, verb with an IRI id, object with an IRI
-id, UUID ids, ISO 8601 timestamps, result types), stores them in order in
+each statement strictly, as a real LRS does, against xAPI 1.0.3 (no
+property the spec does not define; actor with one inverse functional
+identifier; verb and activity ids IRIs; language maps with RFC 5646 tags;
+result types, score.scaled in [-1, 1] and raw within min/max, ISO 8601
+durations; extension keys IRIs; UUID ids and registration; timestamps with
+a zone), stores them in order in
 ``FILE`` (JSON lines, so a restarted server keeps them) and answers the ids.
 A statement id it already holds with the same content is not stored again;
 with other content the batch is refused with 409.  The first N requests (and
@@ -37,27 +41,77 @@ class Invalid(ValueError):
     pass
 
 
+LANGUAGE_TAG = re.compile(r"^[a-z]{2,8}(?:-[a-z0-9]{1,8})*$", re.I)
+DURATION = re.compile(r"^P(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?$")
+INTERACTION_TYPES = {"true-false", "choice", "fill-in", "long-fill-in", "matching", "performance", "sequencing",
+                     "likert", "numeric", "other"}
+
+
+def _only(value, allowed: set[str], where: str) -> None:
+    """xAPI 1.0.3 (2.2): an LRS rejects a statement with properties the spec does not define."""
+    if not isinstance(value, dict):
+        raise Invalid(f"{where} must be an object")
+    if unknown := sorted(set(value) - allowed):
+        raise Invalid(f"{where} has properties xAPI does not define: {unknown}")
+
+
+def _iri(value, where: str) -> None:
+    if not isinstance(value, str) or not IRI.match(value):
+        raise Invalid(f"{where} must be an IRI")
+
+
 def _lang_map(value, where: str) -> None:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise Invalid(f"{where} must be a language map")
+    for tag in value:
+        if not LANGUAGE_TAG.match(tag):
+            raise Invalid(f"{where} has {tag!r}, not an RFC 5646 language tag")
+
+
+def _extensions(value, where: str) -> None:
+    if not isinstance(value, dict):
+        raise Invalid(f"{where} must be an object")
+    for key in value:
+        _iri(key, f"{where} key {key!r}")
+
+
+def _number(value, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(f"{where} must be a number")
 
 
 def validate_actor(actor, where: str = "actor") -> None:
-    if not isinstance(actor, dict):
-        raise Invalid(f"{where} must be an object")
-    if actor.get("objectType", "Agent") not in ("Agent", "Group"):
+    _only(actor, {"objectType", "name", "mbox", "mbox_sha1sum", "openid", "account", "member"}, where)
+    kind = actor.get("objectType", "Agent")
+    if kind not in ("Agent", "Group"):
         raise Invalid(f"{where}.objectType must be Agent or Group")
+    if "name" in actor and not isinstance(actor["name"], str):
+        raise Invalid(f"{where}.name must be a string")
     ifis = [k for k in ("mbox", "mbox_sha1sum", "openid", "account") if k in actor]
-    if len(ifis) != 1:
+    if kind == "Group" and not ifis:
+        members = actor.get("member")
+        if not isinstance(members, list) or not members:
+            raise Invalid(f"{where}: an anonymous group needs members")
+    elif len(ifis) != 1:
         raise Invalid(f"{where} needs exactly one inverse functional identifier, has {ifis}")
+    if kind == "Agent" and "member" in actor:
+        raise Invalid(f"{where}: an agent has no members")
+    for index, member in enumerate(actor.get("member", [])):
+        validate_actor(member, f"{where}.member[{index}]")
+        if member.get("objectType", "Agent") != "Agent":
+            raise Invalid(f"{where}.member[{index}] must be an Agent")
     if "account" in actor:
         account = actor["account"]
         if not isinstance(account, dict) or set(account) != {"homePage", "name"}:
             raise Invalid(f"{where}.account needs homePage and name only")
         if not IRI.match(str(account["homePage"])) or not isinstance(account["name"], str) or not account["name"]:
             raise Invalid(f"{where}.account.homePage must be an IRL and name a string")
-    if "mbox" in actor and not str(actor["mbox"]).startswith("mailto:"):
+    if "mbox" in actor and not re.match(r"^mailto:[^@\s]+@[^@\s]+$", str(actor["mbox"])):
         raise Invalid(f"{where}.mbox must be a mailto IRI")
+    if "mbox_sha1sum" in actor and not re.match(r"^[0-9a-f]{40}$", str(actor["mbox_sha1sum"]), re.I):
+        raise Invalid(f"{where}.mbox_sha1sum must be a SHA-1 hex digest")
+    if "openid" in actor:
+        _iri(actor["openid"], f"{where}.openid")
 
 
 def _timestamp(value, where: str) -> None:
@@ -69,51 +123,120 @@ def _timestamp(value, where: str) -> None:
         raise Invalid(f"{where} must have a time zone")
 
 
+def _activity(activity, where: str) -> None:
+    _only(activity, {"objectType", "id", "definition"}, where)
+    if activity.get("objectType", "Activity") != "Activity":
+        raise Invalid(f"{where}.objectType must be Activity")
+    _iri(activity.get("id"), f"{where}.id")
+    if "definition" not in activity:
+        return
+    definition = activity["definition"]
+    _only(definition, {"name", "description", "type", "moreInfo", "extensions", "interactionType",
+                       "correctResponsesPattern", "choices", "scale", "source", "target", "steps"},
+          f"{where}.definition")
+    for key in ("name", "description"):
+        if key in definition:
+            _lang_map(definition[key], f"{where}.definition.{key}")
+    for key in ("type", "moreInfo"):
+        if key in definition:
+            _iri(definition[key], f"{where}.definition.{key}")
+    if "extensions" in definition:
+        _extensions(definition["extensions"], f"{where}.definition.extensions")
+    if "interactionType" in definition and definition["interactionType"] not in INTERACTION_TYPES:
+        raise Invalid(f"{where}.definition.interactionType is not an xAPI interaction type")
+
+
+def _result(result) -> None:
+    _only(result, {"score", "success", "completion", "response", "duration", "extensions"}, "result")
+    for key in ("success", "completion"):
+        if key in result and not isinstance(result[key], bool):
+            raise Invalid(f"result.{key} must be a boolean")
+    if "response" in result and not isinstance(result["response"], str):
+        raise Invalid("result.response must be a string")
+    if "score" in result:
+        score = result["score"]
+        _only(score, {"scaled", "raw", "min", "max"}, "result.score")
+        for key, value in score.items():
+            _number(value, f"result.score.{key}")
+        if "scaled" in score and not -1 <= score["scaled"] <= 1:
+            raise Invalid("result.score.scaled must be in [-1, 1]")
+        if "min" in score and "max" in score and score["min"] > score["max"]:
+            raise Invalid("result.score.min must not exceed max")
+        if "raw" in score and not (score.get("min", score["raw"]) <= score["raw"] <= score.get("max", score["raw"])):
+            raise Invalid("result.score.raw must lie between min and max")
+    if "duration" in result and not DURATION.match(str(result["duration"])):
+        raise Invalid("result.duration must be an ISO 8601 duration")
+    if "extensions" in result:
+        _extensions(result["extensions"], "result.extensions")
+
+
+def _context(context, object_type: str) -> None:
+    _only(context, {"registration", "instructor", "team", "contextActivities", "revision", "platform",
+                    "language", "statement", "extensions"}, "context")
+    if "registration" in context and not UUID.match(str(context["registration"])):
+        raise Invalid("context.registration must be a UUID")
+    if "instructor" in context:
+        validate_actor(context["instructor"], "context.instructor")
+    if "team" in context:
+        validate_actor(context["team"], "context.team")
+        if context["team"].get("objectType") != "Group":
+            raise Invalid("context.team must be a Group")
+    for key in ("revision", "platform"):
+        if key in context:
+            if not isinstance(context[key], str):
+                raise Invalid(f"context.{key} must be a string")
+            if object_type != "Activity":
+                raise Invalid(f"context.{key} is only for statements about an Activity")
+    if "language" in context and not (isinstance(context["language"], str)
+                                      and LANGUAGE_TAG.match(context["language"])):
+        raise Invalid("context.language must be an RFC 5646 language tag")
+    if "contextActivities" in context:
+        activities = context["contextActivities"]
+        _only(activities, {"parent", "grouping", "category", "other"}, "context.contextActivities")
+        for key, value in activities.items():
+            for index, activity in enumerate(value if isinstance(value, list) else [value]):
+                _activity(activity, f"context.contextActivities.{key}[{index}]")
+    if "extensions" in context:
+        _extensions(context["extensions"], "context.extensions")
+
+
 def validate(statement) -> None:
+    """A statement as xAPI 1.0.3 defines it (Data 2.2-2.4); Invalid names the first problem."""
     if not isinstance(statement, dict):
         raise Invalid("a statement must be an object")
-    allowed = {"id", "actor", "verb", "object", "result", "context", "timestamp", "stored", "authority",
-               "version", "attachments"}
-    if set(statement) - allowed:
-        raise Invalid(f"unknown statement properties {sorted(set(statement) - allowed)}")
+    _only(statement, {"id", "actor", "verb", "object", "result", "context", "timestamp", "stored", "authority",
+                      "version", "attachments"}, "statement")
     for required in ("actor", "verb", "object"):
         if required not in statement:
             raise Invalid(f"statement is missing {required}")
     if "id" in statement and not UUID.match(str(statement["id"])):
         raise Invalid("id must be a UUID")
+    if "version" in statement and not re.match(r"^1\.0(?:\.\d+)?$", str(statement["version"])):
+        raise Invalid("version must be 1.0.x")
     validate_actor(statement["actor"])
     verb = statement["verb"]
-    if not isinstance(verb, dict) or not IRI.match(str(verb.get("id", ""))):
-        raise Invalid("verb.id must be an IRI")
+    _only(verb, {"id", "display"}, "verb")
+    _iri(verb.get("id"), "verb.id")
     if "display" in verb:
         _lang_map(verb["display"], "verb.display")
     obj = statement["object"]
     if not isinstance(obj, dict):
         raise Invalid("object must be an object")
-    if obj.get("objectType", "Activity") == "Activity":
-        if not IRI.match(str(obj.get("id", ""))):
-            raise Invalid("object.id must be an IRI")
-        definition = obj.get("definition", {})
-        if "name" in definition:
-            _lang_map(definition["name"], "object.definition.name")
-        if "type" in definition and not IRI.match(str(definition["type"])):
-            raise Invalid("object.definition.type must be an IRI")
-    result = statement.get("result", {})
-    if not isinstance(result, dict):
-        raise Invalid("result must be an object")
-    for key in ("success", "completion"):
-        if key in result and not isinstance(result[key], bool):
-            raise Invalid(f"result.{key} must be a boolean")
-    if "score" in result:
-        scaled = result["score"].get("scaled")
-        if scaled is not None and (isinstance(scaled, bool) or not -1 <= scaled <= 1):
-            raise Invalid("result.score.scaled must be in [-1, 1]")
-    if "duration" in result and not re.match(r"^P(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?$",
-                                              str(result["duration"])):
-        raise Invalid("result.duration must be an ISO 8601 duration")
-    context = statement.get("context", {})
-    if "registration" in context and not UUID.match(str(context["registration"])):
-        raise Invalid("context.registration must be a UUID")
+    object_type = obj.get("objectType", "Activity")
+    if object_type == "Activity":
+        _activity(obj, "object")
+    elif object_type in ("Agent", "Group"):
+        validate_actor(obj, "object")
+    elif object_type == "StatementRef":
+        _only(obj, {"objectType", "id"}, "object")
+        if not UUID.match(str(obj.get("id", ""))):
+            raise Invalid("object.id of a StatementRef must be a UUID")
+    else:
+        raise Invalid(f"object.objectType {object_type!r} is not one this LRS takes")
+    if "result" in statement:
+        _result(statement["result"])
+    if "context" in statement:
+        _context(statement["context"], object_type)
     if "timestamp" in statement:
         _timestamp(statement["timestamp"], "timestamp")
 

@@ -196,6 +196,8 @@ class TurnRated(Event):
     just before the learner's turn that said it (a rating said aloud, "thumbs up")."""
     source: str
     """``page`` (a button) or ``voice`` (said aloud)."""
+    learner: str | None = None
+    """Who rated it, where several learners share the session (None: it does not say)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,3 +206,5 @@ class SurveyAnswered(Event):
 
     answers: dict[str, int]
     comment: str | None = None
+    learner: str | None = None
+    """Who answered it, where several learners share the session (None: it does not say)."""

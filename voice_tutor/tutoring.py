@@ -1,9 +1,17 @@
-"""One learner's lesson, ready to run on any audio source and sink.
+"""A lesson for its learners, ready to run on any audio source and sink.
 
 The microphone session (``voice-tutor talk``) and every room of the XR bridge
 (``voice-tutor serve``) start lessons the same way: load the lesson, recall
 the learner, build the tutor (offline, or an LLM that falls back to it,
 always safety-filtered), run a :class:`Session`, and record its turns.
+
+Several learners may share one session (a room of the bridge: two at a kiosk,
+three in VR).  Each has a :class:`Seat`: their own memory (mastery, reviews),
+their own tutor and so their own pending question, and, when remembered, their
+own stored session, turns, recordings, answers and xAPI actor.  The session's
+tutor is a :class:`SharedTutor`, which hands each learner turn to the seat of
+the learner who spoke it (``DialogueContext.learner_name``, stamped by the
+session from the floor).
 
 A remembered learner's feedback is stored with its turns (ratings on the page
 or said aloud, the end-of-session survey); with ``[privacy] record_audio`` their
@@ -14,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from voice_tutor.config import Config
+from voice_tutor.dialogue.base import DialogueContext
 from voice_tutor.events import Event, SafetyAlert, SessionNotice, TurnCompleted
 from voice_tutor.learning.lessons import Lesson, find_lesson, load_lesson
 from voice_tutor.learning.memory import LearnerMemory
@@ -25,6 +35,7 @@ from voice_tutor.session import Session, SpeechModels
 from voice_tutor.store import Preferences, Store
 from voice_tutor.store.recorder import TurnRecorder
 
+log = logging.getLogger(__name__)
 
 RECORDING_NOTICE = "recording"
 """``SessionNotice.level`` of the notice that the learner's spoken turns are recorded (pages show it)."""
@@ -92,22 +103,50 @@ async def build_tutor(
     )))
 
 
+MAX_SEATS = 32
+"""Learners one session keeps a seat for (a room admits fewer; a bound all the same)."""
+
+
+@dataclasses.dataclass
+class Seat:
+    """One learner of a session: their memory, their tutor (with their own question) and their record."""
+
+    name: str | None
+    """The name the session knows them by (None: not addressed yet)."""
+    memory: LearnerMemory
+    tutor: object
+    greeted: bool = False
+    """Whether the tutor has welcomed them (the first learner: by the session's opening)."""
+    recorder: TurnRecorder | None = None
+    statements: object = None
+    """Their :class:`~voice_tutor.classroom.xapi.XapiRecorder`, while a session records them."""
+    tasks: list[asyncio.Task] = dataclasses.field(default_factory=list)
+
+    @property
+    def remembered(self) -> bool:
+        return self.memory.learner is not None
+
+
 @dataclasses.dataclass
 class Tutoring:
-    """A lesson for one learner: named learners are remembered in ``store``.
+    """A lesson for the learners of one session: named learners are remembered in ``store``.
 
     ``recordings`` is the folder their spoken turns are recorded in, when
     ``[privacy] record_audio`` is on (None: nothing is recorded; an unnamed
     learner is never recorded, having no stored turns to link a recording to).
+    The first learner's seat is opened with it; others join (:meth:`join`)
+    or are seated the first time they speak.
     """
 
     config: Config
     lesson: Lesson
-    memory: LearnerMemory
-    tutor: object
     store: Store | None
+    seats: dict[str | None, Seat]
     _relay: list[Session] = dataclasses.field(default_factory=list)
     recordings: Path | None = None
+    publish_simulation: Callable[[dict], None] | None = None
+    _running: Session | None = None
+    _joining: dict[str, asyncio.Future[Seat]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     async def open(
@@ -118,36 +157,86 @@ class Tutoring:
         publish_simulation: Callable[[dict], None] | None = None,
     ) -> Tutoring:
         lesson = load_configured_lesson(config)
-        memory = await LearnerMemory.open(lesson, learner_name, store)
-        relay: list[Session] = []
-
-        def publish(event: Event) -> None:
-            for session in relay:
-                session.bus.publish(dataclasses.replace(event, session_id=session.id))
-
-        tutor = await build_tutor(config, lesson, memory, publish, publish_simulation)
-        store = store if memory.learner else None
         recordings = None
         if store is not None and config.privacy.record_audio:
-            from voice_tutor.dialogue.base import PrefacedTutor
-            from voice_tutor.store.recordings import NOTICE, recordings_dir
+            from voice_tutor.store.recordings import recordings_dir
 
             recordings = recordings_dir(config.privacy.recordings_dir, store.path)
-            tutor = PrefacedTutor(tutor, NOTICE)  # the learner hears it before anything is recorded
-        return cls(config, lesson, memory, tutor, store, relay, recordings)
+        tutoring = cls(config, lesson, store, {}, [], recordings, publish_simulation)
+        first = await tutoring._open_seat(learner_name or None)
+        if tutoring.recordings is not None and first.remembered:
+            from voice_tutor.dialogue.base import PrefacedTutor
+            from voice_tutor.store.recordings import NOTICE
+
+            first.tutor = PrefacedTutor(first.tutor, NOTICE)  # the learner hears it before anything is recorded
+        first.greeted = True  # by the session's opening
+        tutoring.seats[first.name] = first
+        return tutoring
+
+    async def _open_seat(self, name: str | None) -> Seat:
+        memory = await LearnerMemory.open(self.lesson, name, self.store)
+
+        def publish(event: Event) -> None:
+            for session in self._relay:
+                session.bus.publish(dataclasses.replace(event, session_id=session.id))
+
+        tutor = await build_tutor(self.config, self.lesson, memory, publish, self.publish_simulation)
+        return Seat(name, memory, tutor)
+
+    @property
+    def first(self) -> Seat:
+        """The seat of the learner the session was opened for (who is greeted)."""
+        return next(iter(self.seats.values()))
+
+    @property
+    def memory(self) -> LearnerMemory:
+        return self.first.memory
+
+    @property
+    def tutor(self) -> SharedTutor:
+        return SharedTutor(self)
 
     @property
     def recording(self) -> bool:
-        """Whether the learner's spoken turns are recorded (they are told when the session starts)."""
-        return self.recordings is not None
+        """Whether the learners' spoken turns are recorded (they are told when the session starts)."""
+        return self.recordings is not None and any(seat.remembered for seat in self.seats.values())
+
+    async def join(self, name: str) -> Seat:
+        """The seat of learner ``name``, opened (their memory loaded, their record started) if new."""
+        if (seat := self.seats.get(name)) is not None:
+            return seat
+        first = self.first
+        if first.name is None and len(self.seats) == 1:  # opened for "whoever comes": it is theirs
+            self.seats = {name: dataclasses.replace(first, name=name)}
+            return self.seats[name]
+        if name in self._joining:
+            return await asyncio.shield(self._joining[name])
+        if len(self.seats) >= MAX_SEATS:
+            raise RuntimeError(f"this session already has {MAX_SEATS} learners")
+        future: asyncio.Future[Seat] = asyncio.get_running_loop().create_future()
+        self._joining[name] = future
+        try:
+            seat = await self._open_seat(name)
+            self.seats[name] = seat
+            if self._running is not None:
+                await self._start_record(seat, self._running)
+            future.set_result(seat)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: a failed join is reported to the caller, not logged as lost
+            raise
+        finally:
+            del self._joining[name]
+        return seat
 
     def session(self, models: SpeechModels, source, sink, **options) -> Session:
-        """A session of this lesson on ``source``/``sink``, shaped by the learner's profile."""
-        preferences = self.memory.learner.preferences if self.memory.learner else None
+        """A session of this lesson on ``source``/``sink``, shaped by the first learner's profile."""
+        learner = self.first.memory.learner
+        preferences = learner.preferences if learner else None
         vocabulary = " ".join(self.lesson.vocabulary)
         session = Session(
             models, self.tutor, source, sink, with_learner_pace(self.config, preferences),
-            learner_name=self.memory.learner.name if self.memory.learner else None,
+            learner_name=learner.name if learner else self.first.name,
             hotwords=vocabulary if self.config.stt.lesson_hotwords and vocabulary else None,
             language=self.lesson.answer_language,
             speech_speed=preferences.voice_speed if preferences else 1.0,
@@ -157,29 +246,91 @@ class Tutoring:
         return session
 
     async def run(self, session: Session) -> list[TurnCompleted]:
-        """Run the session to its end, storing its turns and queuing its xAPI statements as they happen."""
-        if self.store is None:
-            return await session.run()
+        """Run the session to its end, storing each remembered learner's turns and statements as they happen."""
         if self.recording:
-            from voice_tutor.events import SessionNotice
             from voice_tutor.store.recordings import NOTICE
 
             session.bus.publish(SessionNotice(session_id=session.id, level=RECORDING_NOTICE, message=NOTICE))
+        self._running = session
+        try:
+            for seat in list(self.seats.values()):
+                await self._start_record(seat, session)
+            return await session.run()
+        finally:
+            self._running = None
+            for seat in list(self.seats.values()):
+                await self._close_record(seat)
+
+    async def _start_record(self, seat: Seat, session: Session) -> None:
+        """Store this learner's part of ``session``: their session row, turns, answers and statements."""
+        if self.store is None or not seat.remembered or seat.recorder is not None:
+            return
         from voice_tutor.classroom.privacy import TranscriptRedactor
         from voice_tutor.classroom.xapi import XapiRecorder
 
-        learner = self.memory.learner.name
+        learner = seat.memory.learner.name
         redact = await asyncio.to_thread(
             TranscriptRedactor, self.store, enabled=self.config.privacy.redact_transcripts, extra_names=[learner]
         )
-        recorder = TurnRecorder(self.store, learner, self.lesson.id, redact=redact, recordings=self.recordings)
-        statements = XapiRecorder(self.store, learner, self.lesson.id, homepage=self.config.xapi.homepage)
-        tasks = [asyncio.create_task(recorder.run(session.bus.subscribe())),
-                 asyncio.create_task(statements.run(session.bus.subscribe()))]
+        session_id = await asyncio.to_thread(self.store.start_session, learner, self.lesson.id)
+        seat.memory.session_id, seat.memory.redact = session_id, redact
+        speaker = seat.name or learner
+        seat.recorder = TurnRecorder(self.store, learner, self.lesson.id, redact=redact,
+                                     recordings=self.recordings, speaker=speaker, session_id=session_id,
+                                     opening=seat is self.first)
+        seat.statements = XapiRecorder(self.store, learner, self.lesson.id, homepage=self.config.xapi.homepage,
+                                       speaker=speaker)
+        seat.tasks = [asyncio.create_task(seat.recorder.run(session.bus.subscribe())),
+                      asyncio.create_task(seat.statements.run(session.bus.subscribe()))]
+
+    async def _close_record(self, seat: Seat) -> None:
+        if seat.recorder is None:
+            return
+        for task in seat.tasks:
+            task.cancel()
+        await asyncio.gather(*seat.tasks, return_exceptions=True)
+        outcome = seat.memory.outcome()
         try:
-            return await session.run()
+            await seat.recorder.close(outcome=outcome)
         finally:
-            for task in tasks:
-                task.cancel()
-            await recorder.close()
-            await statements.close()
+            await seat.statements.close(outcome=outcome)
+        seat.recorder = seat.statements = None
+        seat.tasks = []
+
+
+class SharedTutor:
+    """The session's tutor: each learner turn goes to the tutor of the learner who spoke it.
+
+    The context is read when the reply starts (``Responder.answer`` calls
+    :meth:`respond` at once), so a learner who takes the floor while another's
+    reply is being worked out does not take that reply over.  A learner's
+    first turn seats them: the tutor greets them and asks their own question.
+    """
+
+    def __init__(self, tutoring: Tutoring):
+        self._tutoring = tutoring
+        self.name = tutoring.first.tutor.name
+
+    def opening(self, context: DialogueContext) -> AsyncIterator[str]:
+        return self._opening(dataclasses.replace(context))
+
+    async def _opening(self, context: DialogueContext) -> AsyncIterator[str]:
+        seat = await self._tutoring.join(context.learner_name)
+        async for piece in seat.tutor.opening(context):
+            yield piece
+
+    def respond(self, learner_text: str, context: DialogueContext) -> AsyncIterator[str]:
+        return self._respond(learner_text, dataclasses.replace(context))
+
+    async def _respond(self, learner_text: str, context: DialogueContext) -> AsyncIterator[str]:
+        seat = await self._tutoring.join(context.learner_name)
+        if not seat.greeted:
+            seat.greeted = True
+            greeting = self._tutoring.lesson.greeting.format(name=context.learner_name)
+            if self._tutoring.recordings is not None and seat.remembered:
+                from voice_tutor.store.recordings import NOTICE
+
+                greeting = f"{NOTICE} {greeting}"
+            yield greeting + " "
+        async for piece in seat.tutor.respond(learner_text, context):
+            yield piece

@@ -18,6 +18,11 @@ seam) runs one tutoring :class:`~voice_tutor.session.Session`, exactly as
   floor is named as the ``sender`` of ``learner_speech_started``,
   ``partial_transcript`` and ``final_transcript``, and the tutor addresses them
   by that name.
+* Each learner has their own seat in the session (``Tutoring.join``, taken as
+  they enter): their own question, memory, stored session, turns,
+  recordings, answers and xAPI actor.  Taking the floor makes a learner the
+  session's speaker (``Session.set_speaker``), so the turn is theirs: assessed
+  against their question and stored in their record.
 * Session events and the tutor's audio leave through one queue, so every
   client sees them in the order they happened (``tutor_speech_started``
   before the reply's first audio chunk).
@@ -153,8 +158,8 @@ class VoiceRoom:
 
     It starts when the first learner is in the room (so the greeting names
     them and nobody misses it) and ends with the room.  ``store`` (optional)
-    remembers that first learner across sessions, as ``voice-tutor talk
-    --name`` does.
+    remembers every learner of the room across sessions, each in their own
+    record, as ``voice-tutor talk --name`` does.
     """
 
     def __init__(
@@ -218,7 +223,7 @@ class VoiceRoom:
         loud = rms(samples) >= floor.options.speech_rms
         if floor.holder is None:
             if loud or not floor.others_active(client, now):
-                floor.claim(client, now, ptt=False)
+                self._claim(client, now, ptt=False)
                 for block in self._pre_roll.pop(client.client_id, ()):
                     self._source.push(block)
             else:
@@ -242,7 +247,7 @@ class VoiceRoom:
             case p.PttStart():
                 self._expire(now)
                 if floor.holder is None or floor.holds(client):
-                    floor.claim(client, now, ptt=True)
+                    self._claim(client, now, ptt=True)
                     self._pre_roll.pop(client.client_id, None)
             case p.PttStop():
                 if floor.holds(client):
@@ -253,9 +258,10 @@ class VoiceRoom:
                     return  # someone else is speaking
                 await self._answer(client, choice.replace("_", " ").replace("-", " ").strip())
             case p.RateTurn(turn_id=turn_id, rating=rating):
-                self._feedback(ev.TurnRated(rating=rating, turn_id=turn_id, source="page"))
+                self._feedback(ev.TurnRated(rating=rating, turn_id=turn_id, source="page", learner=client.name))
             case p.Survey(answers=answers, comment=comment):
-                self._feedback(ev.SurveyAnswered(answers=dict(answers), comment=(comment or "").strip() or None))
+                self._feedback(ev.SurveyAnswered(answers=dict(answers), comment=(comment or "").strip() or None,
+                                                 learner=client.name))
 
     def _feedback(self, event: ev.Event) -> None:
         """Hand a learner's rating or survey to the session (its recorder stores it), if one runs."""
@@ -361,13 +367,12 @@ class VoiceRoom:
     async def _start(self, first: p.Member) -> None:
         from voice_tutor.tutoring import Tutoring
 
-        remembered = first.name if self.store is not None else None
         self.tutoring = await Tutoring.open(
-            self.config, remembered, self.store, publish_simulation=self.request_simulation
+            self.config, first.name, self.store, publish_simulation=self.request_simulation
         )  # the LLM tutor's simulation tools publish through request_simulation
         sink = PcmSink(self._send_tutor_audio, self.models.synthesizer.sample_rate)
         self.session = session = self.tutoring.session(self.models, self._source, sink)
-        session.context.learner_name = first.name
+        session.set_speaker(first.name)
         self._outgoing = session.bus.subscribe(maxsize=4096)
         self._last_activity = time.monotonic()
         self._session_tasks.append(
@@ -420,8 +425,6 @@ class VoiceRoom:
                 speaker = self._speakers.get(uid) or self.floor.holder or self._speaker
                 if speaker is not None:
                     self._speaker = self._speakers[uid] = speaker
-                    if self.session is not None:
-                        self.session.context.learner_name = speaker.name
                     while len(self._speakers) > 64:
                         del self._speakers[next(iter(self._speakers))]
             case ev.FinalTranscript(utterance_id=uid) if uid >= self._latest_utterance:  # not a late one
@@ -473,6 +476,7 @@ class VoiceRoom:
             learners = {m.client_id for m in self.room.members if m.role == "learner"}
             if learners - self._seen_learners:  # a learner (re)joined, e.g. after reloading the page
                 self._last_activity = time.monotonic()
+                self._seat(m.name for m in self.room.members if m.client_id in learners - self._seen_learners)
             self._seen_learners = learners
             self._told_recording &= learners
             if learners - self._told_recording and getattr(self.tutoring, "recording", False):
@@ -488,6 +492,20 @@ class VoiceRoom:
                 self._pre_roll.pop(gone, None)
                 for key in [key for key in self._resamplers if key[0] == gone]:
                     del self._resamplers[key]
+
+    def _seat(self, names: Iterable[str]) -> None:
+        """Open the seats of learners who came in, so their first turn does not wait for their memory."""
+        self._session_tasks = [task for task in self._session_tasks if not task.done()]
+        for name in set(names):
+            task = asyncio.create_task(self.tutoring.join(name), name=f"seat in {self.room.id}")
+            task.add_done_callback(_log_failed_seat)
+            self._session_tasks.append(task)
+
+    def _claim(self, member: p.Member, now: float, *, ptt: bool) -> None:
+        """``member`` takes the floor: what they say next is their turn, answered and stored as theirs."""
+        self.floor.claim(member, now, ptt=ptt)
+        if self.session is not None:
+            self.session.set_speaker(member.name)
 
     def _idle(self, now: float) -> bool:
         return (
@@ -550,6 +568,11 @@ class VoiceRoom:
                                              message=message[: p.MAX_TEXT_CHARS]))
 
 
+def _log_failed_seat(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("a learner could not be seated: %s", error)
+
+
 # --- alerts a teacher should see, derived from the learner's assessed answers ----------------
 
 
@@ -566,22 +589,23 @@ class AlertRules:
 
 
 class _AlertTracker:
-    """Per-skill answer streaks of one session; pure bookkeeping."""
+    """Per-learner, per-skill answer streaks of one session; pure bookkeeping."""
 
     def __init__(self, rules: AlertRules):
         self.rules = rules
-        self.mastery: dict[str, float] = {}
-        self.wrong_streak: dict[str, int] = {}
-        self.attempts: dict[str, int] = {}
-        self.stuck_told: set[str] = set()
+        self.mastery: dict[tuple[str, str], float] = {}
+        self.wrong_streak: dict[tuple[str, str], int] = {}
+        self.attempts: dict[tuple[str, str], int] = {}
+        self.stuck_told: set[tuple[str, str]] = set()
 
     def assessed(self, event: ev.MasteryUpdated, wire: p.MasteryUpdate) -> tuple[float | None, list[p.Alert]]:
-        """The skill's previous mastery (None the first time) and the alerts this answer raises."""
-        skill, name, rules = event.skill_id, event.skill_name or event.skill_id, self.rules
+        """The skill's previous mastery for this learner (None the first time) and the alerts this answer raises."""
+        skill, name, rules = (event.learner, event.skill_id), event.skill_name or event.skill_id, self.rules
         previous = self.mastery.get(skill)
         self.mastery[skill] = wire.mastery
         self.attempts[skill] = attempts = self.attempts.get(skill, 0) + 1
-        streak = 0 if event.correct else self.wrong_streak.get(skill, 0) + 1
+        right = event.verdict == "correct" if event.verdict else event.correct  # right after a hint is not wrong
+        streak = 0 if right else self.wrong_streak.get(skill, 0) + 1
         self.wrong_streak[skill] = streak
         base = {"session_id": wire.session_id, "t": wire.t}
         who = event.learner or "The learner"

@@ -2,7 +2,15 @@
 
 Statements (xAPI 1.0.3) are built here with a pseudonymous actor (an
 ``account`` whose name is the learner's random pseudonym, never their name),
-a verb from ADL's vocabulary and the lesson or question as the object.
+a verb from ADL's vocabulary and the lesson or question as the object.  They
+say what the learner record says: an ``answered`` statement carries the
+learner's words (``result.response``, redacted as the record is), ``success``
+when their answer was right (after hints too), and the hints used, first try,
+verdict and mastery before and after as ``result.extensions``; the mastery
+estimate is never posed as a score.  A session ends ``completed`` only when
+the lesson's completion rule is met, else ``suspended`` (left mid-question,
+resumable) or ``terminated`` (cmi5/ADL verbs).  In a session several learners
+share, each has a recorder and is their own actor.
 ``Store.enqueue_xapi`` gives each its UUID and keeps it in the ``xapi_outbox``
 table in the same durable write, so nothing is lost in a crash; the
 :class:`XapiSender` posts the outbox in order and marks what the LRS accepted.
@@ -16,7 +24,8 @@ Wiring into a session (beside ``store.recorder.TurnRecorder``)::
     await recorder.start()                     # before the first answer: queues "experienced"
     task = asyncio.create_task(recorder.run(session.subscribe()))
     ...
-    task.cancel(); await recorder.close()      # drains, then queues "completed"
+    task.cancel(); await recorder.close(outcome=memory.outcome())   # drains, then "completed", "suspended"
+                                                                     # or "terminated"
 
 and one sender per process (``voice-tutor serve``)::
 
@@ -50,7 +59,14 @@ VERBS = {
     "answered": "http://adlnet.gov/expapi/verbs/answered",
     "mastered": "http://adlnet.gov/expapi/verbs/mastered",
     "completed": "http://adlnet.gov/expapi/verbs/completed",
+    "suspended": "http://adlnet.gov/expapi/verbs/suspended",
+    "terminated": "http://adlnet.gov/expapi/verbs/terminated",
 }
+EXTENSIONS = {
+    name: f"{IRI_BASE}/extensions/{name}"
+    for name in ("hints-used", "first-try", "verdict", "mastery-before", "mastery-after")
+}
+"""``result.extensions`` keys (IRIs, as the spec requires) for what the record keeps of an answer."""
 ACTIVITY_TYPES = {
     "lesson": "http://adlnet.gov/expapi/activities/lesson",
     "question": "http://adlnet.gov/expapi/activities/cmi.interaction",
@@ -73,25 +89,31 @@ def statement(
     item: str | None = None,
     name: str | None = None,
     success: bool | None = None,
-    scaled: float | None = None,
+    response: str | None = None,
     completion: bool | None = None,
     duration_s: float | None = None,
+    extensions: dict[str, object] | None = None,
     registration: str | None = None,
     at: datetime | None = None,
 ) -> dict:
-    """One xAPI statement (without ``id``: the outbox gives it one)."""
+    """One xAPI statement (without ``id``: the outbox gives it one).
+
+    ``extensions`` maps names of :data:`EXTENSIONS` to values (None left out).
+    """
     obj = {"objectType": "Activity",
            "id": activity_iri(lesson_id) if kind == "lesson" else activity_iri(lesson_id, kind, item),
            "definition": {"type": ACTIVITY_TYPES[kind], "name": {"en-US": name or item or lesson_id}}}
     result: dict = {}
     if success is not None:
         result["success"] = success
-    if scaled is not None:
-        result["score"] = {"scaled": round(min(max(scaled, -1.0), 1.0), 4)}
+    if response is not None:
+        result["response"] = response
     if completion is not None:
         result["completion"] = completion
     if duration_s is not None:
         result["duration"] = f"PT{max(duration_s, 0):.2f}S"
+    if known := {EXTENSIONS[name]: value for name, value in (extensions or {}).items() if value is not None}:
+        result["extensions"] = known
     context: dict = {"platform": "voice-tutor", "language": "en-US"}
     if registration:
         context["registration"] = registration
@@ -110,11 +132,17 @@ def statement(
 
 
 class XapiRecorder:
-    """Queues a session's statements from its event bus: experienced, answered, mastered, completed."""
+    """Queues one learner's statements from a session's bus: experienced, answered, mastered, and how it ended.
 
-    def __init__(self, store: Store, learner: str, lesson_id: str, *, homepage: str = IRI_BASE):
+    ``speaker`` is the name the session knows the learner by (default: ``learner``);
+    answers of other learners sharing the session are theirs, not this actor's.
+    """
+
+    def __init__(self, store: Store, learner: str, lesson_id: str, *, homepage: str = IRI_BASE,
+                 speaker: str | None = None):
         self._store = store
         self._learner = learner
+        self._speaker = speaker or learner
         self._lesson = lesson_id
         self._homepage = homepage
         self._registration = str(uuid.uuid4())
@@ -122,18 +150,10 @@ class XapiRecorder:
         self._started = time.monotonic()
         self._events: asyncio.Queue[Event] | None = None
         self._pseudonym: str | None = None
-        self._cursor = 0
 
     async def start(self) -> None:
         if self._pseudonym is None:
             self._pseudonym = await asyncio.to_thread(self._store.learner_pseudonym, self._learner)
-            rows = await asyncio.to_thread(
-                self._store.read,
-                "SELECT COALESCE(MAX(assessments.id), 0) FROM assessments"
-                " JOIN learners ON learners.id = assessments.learner_id WHERE learners.name = ?",
-                (self._learner,),
-            )
-            self._cursor = rows[0][0]
             self._started = time.monotonic()
             await self._enqueue([self._statement("experienced")])
 
@@ -144,41 +164,40 @@ class XapiRecorder:
         while True:
             await self.handle(await events.get())
 
-    async def close(self, *, completed: bool = True) -> None:
+    async def close(self, outcome: str = "terminated") -> None:
+        """Queue what is left, then how the session ended: ``completed`` only when the lesson's completion
+        rule is met (``LearnerMemory.outcome``), else ``suspended`` or ``terminated``."""
+        if outcome not in ("completed", "suspended", "terminated"):
+            raise ValueError(f"a session ends completed, suspended or terminated, not {outcome!r}")
         while self._events is not None and not self._events.empty():
             await self.handle(self._events.get_nowait())
         if self._pseudonym is not None:
             await self._enqueue([self._statement(
-                "completed", completion=completed, duration_s=time.monotonic() - self._started)])
+                outcome, completion=outcome == "completed", duration_s=time.monotonic() - self._started)])
 
     async def handle(self, event: Event) -> None:
         try:
-            if isinstance(event, MasteryUpdated):
+            if isinstance(event, MasteryUpdated) and event.learner == self._speaker:
                 await self._on_mastery(event)
         except Exception:  # the lesson goes on; the answer itself is in the store
             log.exception("could not queue an xAPI statement")
 
     async def _on_mastery(self, event: MasteryUpdated) -> None:
         await self.start()
-        key = f"{self._lesson}/{event.skill_id}"
-        # The answer this event reports: the oldest stored one of this skill not yet reported (the
-        # memory stores each answer before publishing it, and this recorder may lag behind).
-        rows = await asyncio.to_thread(
-            self._store.read,
-            "SELECT assessments.id, question_id FROM assessments JOIN learners ON learners.id = assessments.learner_id"
-            " WHERE learners.name = ? AND skill_id = ? AND assessments.id > ? ORDER BY assessments.id LIMIT 1",
-            (self._learner, key, self._cursor),
-        )
-        if rows:
-            self._cursor, question = rows[0][0], rows[0][1]
-        else:
-            question = event.skill_id
-        statements = [self._statement("answered", kind="question", item=question, success=event.correct,
-                                      scaled=event.p_known)]
+        # A tutor that does not give the verdict reports BKT's observation only (right first time).
+        success = event.verdict == "correct" if event.verdict else event.correct
+        statements = [self._statement(
+            "answered", kind="question", item=event.question_id or event.skill_id, success=success,
+            response=event.response,
+            extensions={"hints-used": event.hints_used, "first-try": event.first_try,
+                        "verdict": event.verdict or None, "mastery-before": event.p_before,
+                        "mastery-after": event.p_known},
+        )]
         if event.mastered and event.skill_id not in self._mastered:
             self._mastered.add(event.skill_id)
             statements.append(self._statement("mastered", kind="skill", item=event.skill_id,
-                                              name=event.skill_name, success=True, scaled=event.p_known))
+                                              name=event.skill_name, success=True,
+                                              extensions={"mastery-after": event.p_known}))
         await self._enqueue(statements)
 
     def _statement(self, verb: str, **kwargs) -> dict:

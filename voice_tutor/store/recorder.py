@@ -10,6 +10,11 @@ The learner's feedback is stored with what it is about: a rating
 is stored waits for it), a survey on the stored session.  With ``recordings``
 (a folder: the learner consented, ``[privacy] record_audio``) each spoken
 learner turn is also kept as a WAV file linked from its stored turn.
+
+In a session several learners share, each has a recorder (``speaker``): it
+keeps that learner's own turns and the tutor's replies to them; the opening
+goes to the learner it greeted (``opening``); a rating or survey to whoever
+gave it (or, when the event does not say, to whoever spoke last).
 """
 
 from __future__ import annotations
@@ -37,16 +42,25 @@ log = logging.getLogger(__name__)
 class TurnRecorder:
     def __init__(self, store: Store, learner: str, lesson_id: str,
                  redact: Callable[[str | None], str | None] | None = None,
-                 recordings: Path | None = None):
+                 recordings: Path | None = None, *, speaker: str | None = None,
+                 session_id: int | None = None, opening: bool = True):
         """``redact`` is applied to every text before it is stored (privacy settings);
-        ``recordings`` is where spoken turns are kept as WAV files (None: nothing is recorded)."""
+        ``recordings`` is where spoken turns are kept as WAV files (None: nothing is recorded).
+        ``speaker`` is the name the session stamps this learner's turns with (default: ``learner``);
+        ``session_id`` a stored session already started for them (default: one is started);
+        ``opening``: whether the tutor's opening was addressed to them."""
         self._store = store
         self._redact = redact or (lambda text: text)
         self._learner = learner
+        self._speaker = speaker or learner
         self._lesson_id = lesson_id
         self._recordings = recordings
-        self.session_id: int | None = None
+        self._opening = opening
+        self.session_id: int | None = session_id
+        self._last_speaker: str | None = None
+        """Who spoke the latest learner turn of the session (a rating said aloud is theirs)."""
         self._in_flight: asyncio.Future[None] | None = None
+        self._events: asyncio.Queue[Event] | None = None
         self._tutor_turns: dict[int, int] = {}
         """Session turn id -> stored turn id, for the tutor's replies (0: the opening)."""
         self._last_tutor_turn: int | None = None
@@ -56,8 +70,9 @@ class TurnRecorder:
 
     async def run(self, events: asyncio.Queue[Event]) -> None:
         """Record until cancelled; call :meth:`close` to drain and end the session."""
-        self.session_id = await asyncio.to_thread(self._store.start_session, self._learner, self._lesson_id)
         self._events = events
+        if self.session_id is None:
+            self.session_id = await asyncio.to_thread(self._store.start_session, self._learner, self._lesson_id)
         while True:
             event = await events.get()
             # Shielded: cancelling the recorder mid-write must not drop that write (a cancelled
@@ -65,27 +80,37 @@ class TurnRecorder:
             self._in_flight = asyncio.ensure_future(self._record(event))
             await asyncio.shield(self._in_flight)
 
-    async def close(self) -> None:
+    async def close(self, outcome: str | None = None) -> None:
+        """Store what is still queued and end the session (``outcome``: how the lesson stood, ``store.OUTCOMES``)."""
         if self._in_flight is not None:
             await asyncio.gather(self._in_flight, return_exceptions=True)
-        while self.session_id is not None and not self._events.empty():
+        while self.session_id is not None and self._events is not None and not self._events.empty():
             await self._record(self._events.get_nowait())
         if self._pending_ratings:
             log.info("%d ratings of replies that were never stored are dropped", len(self._pending_ratings))
         if self.session_id is not None:
-            await asyncio.to_thread(self._store.end_session, self.session_id)
+            await asyncio.to_thread(self._store.end_session, self.session_id, outcome=outcome)
+
+    def _mine(self, speaker: str | None) -> bool:
+        """Whether an event of ``speaker`` (None: it does not say) is this learner's."""
+        return (speaker or self._last_speaker or self._speaker) == self._speaker
 
     async def _record(self, event: Event) -> None:
         now = datetime.now(UTC)
         try:
             match event:
                 case FinalTranscript():
-                    await self._learner_turn(event, now)
+                    self._last_speaker = event.speaker or self._last_speaker
+                    if self._mine(event.speaker):
+                        await self._learner_turn(event, now)
                 case TutorSpeechEnded(turn_id=0):  # the opening: greeting, reviews due, first question
-                    await self._tutor_turn(0, event.text, event.heard, event.cut, now)
-                case TurnCompleted():
+                    if self._opening:
+                        await self._tutor_turn(0, event.text, event.heard, event.cut, now)
+                case TurnCompleted() if self._mine(event.speaker):
                     await self._tutor_turn(event.turn_id, event.tutor, event.heard, event.cut, now,
                                            latency_ms=event.latency_ms)
+                case TurnRated() | SurveyAnswered() if not self._mine(event.learner):
+                    pass  # another learner's
                 case TurnRated(turn_id=None):
                     if self._last_tutor_turn is not None:
                         await asyncio.to_thread(self._store.set_rating, self._last_tutor_turn, event.rating)
@@ -107,7 +132,8 @@ class TurnRecorder:
         # Linked first, written second: a crash in between leaves a link to no file, never a
         # file that no turn links to (which retention and deletion could not find).
         await asyncio.to_thread(
-            self._store.add_turn, self.session_id, "learner", self._redact(event.text), ended_at=now, audio_path=path
+            self._store.add_turn, self.session_id, "learner", self._redact(event.text), ended_at=now,
+            audio_path=path, turn_key=event.utterance_id,
         )
         if path is not None:
             await asyncio.to_thread(write_recording, path, event.audio)
@@ -116,7 +142,7 @@ class TurnRecorder:
                           latency_ms: dict[str, float] | None = None) -> None:
         stored = await asyncio.to_thread(
             self._store.add_turn, self.session_id, "tutor", self._redact(text),
-            heard=self._redact(heard), cut=cut, ended_at=now, latency_ms=latency_ms,
+            heard=self._redact(heard), cut=cut, ended_at=now, latency_ms=latency_ms, turn_key=turn_id,
         )
         self._tutor_turns[turn_id] = self._last_tutor_turn = stored.id
         if (rating := self._pending_ratings.pop(turn_id, None)) is not None:
