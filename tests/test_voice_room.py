@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from voice_tutor import events as ev
 from voice_tutor.config import Config
 from voice_tutor.dialogue.feedback import ACKNOWLEDGEMENTS
+from voice_tutor.store import Store
 from xr_bridge import protocol as p
 from xr_bridge.server import BridgeServer
 from xr_bridge.voice import VoiceRoom, simulation_commands, voice_session_factory
@@ -31,8 +32,8 @@ FRAME = 320  # 20 ms at 16 kHz
 
 
 @contextlib.asynccontextmanager
-async def voice_server(speech_models) -> AsyncIterator[BridgeServer]:
-    factory = voice_session_factory(speech_models, Config())  # the offline arithmetic lesson
+async def voice_server(speech_models, store: Store | None = None) -> AsyncIterator[BridgeServer]:
+    factory = voice_session_factory(speech_models, Config(), store=store)  # the offline arithmetic lesson
     async with BridgeServer(SECRET, port=0, session_factory=factory) as server:
         yield server
 
@@ -236,6 +237,62 @@ async def test_a_rating_said_aloud_reaches_the_room_as_a_rate_turn_on_the_reply_
         assert acknowledged.tutor.strip() == ACKNOWLEDGEMENTS[-1]  # acknowledged, not taken for an answer
         for client in (ada, olive):
             await client.close()
+
+
+async def test_in_a_shared_room_each_learner_is_asked_assessed_and_stored_as_themselves(
+    speech_models, say, tmp_path, run_cli
+):
+    hello, twelve = say("Hello."), say("Twelve.")
+    db = tmp_path / "tutor.db"
+    with Store.open(db) as store:
+        async with voice_server(speech_models, store) as server:
+            ada = await Client.join(server, "shared", "learner", "Ada")
+            await ada.wait_for(is_(p.TutorText, turn_id=0))  # Ada is greeted and asked her question
+            ben = await Client.join(server, "shared", "learner", "Ben")
+            await ada.wait_for(is_(p.MemberJoined, client_id=ben.id))
+
+            await ben.speak(np.concatenate([hello, silence(1.2)]))  # Ben takes the floor hands-free
+            said = await ada.wait_for(lambda m: is_(p.FinalTranscript)(m) and m.sender == ben.id, timeout=20)
+            welcome = await ada.wait_for(is_(p.TurnCompleted, turn_id=said.utterance_id), timeout=30)
+            assert "ben" in welcome.tutor.lower() and "seven plus five" in welcome.tutor.lower()
+
+            await ben.speak(np.concatenate([twelve, silence(1.2)]))  # and answers his own question
+            answer = await ada.wait_for(
+                lambda m: is_(p.FinalTranscript)(m) and m.sender == ben.id and m.utterance_id > said.utterance_id,
+                timeout=20)
+            praised = await ada.wait_for(is_(p.TurnCompleted, turn_id=answer.utterance_id), timeout=30)
+            assert "next question" in praised.tutor.lower()
+            await ada.wait_for(is_(p.MasteryUpdate))
+            for client in (ada, ben):
+                await client.close()
+        # The room has closed: each learner's session is stored and ended, each in their own record.
+        (bens,) = store.answers("Ben")
+        assert bens.question_id == "add-7-5" and bens.facts.verdict == "correct"
+        assert bens.facts.first_try and bens.facts.hints_used == 0
+        assert "twelve" in bens.facts.response.lower() or "12" in bens.facts.response
+        assert store.answers("Ada") == []
+        ben_export, ada_export = store.export_learner("Ben"), store.export_learner("Ada")
+        (ben_session,) = ben_export["sessions"]
+        assert bens.facts.session_id == ben_session["id"] and ben_session["ended_at"]
+        ben_words = [t["text"].lower() for t in ben_session["turns"] if t["role"] == "learner"]
+        assert len(ben_words) == 2 and ("twelve" in ben_words[1] or "12" in ben_words[1])
+        assert bens.facts.turn_key == ben_session["turns"][2]["turn_key"] == answer.utterance_id
+        assert "ben" in ben_session["turns"][1]["text"].lower()  # the tutor's welcome, in Ben's record
+        (ada_session,) = ada_export["sessions"]
+        assert [t["role"] for t in ada_session["turns"]] == ["tutor"]  # her greeting; none of Ben's words
+        assert ada_session["outcome"] == "terminated" and ben_session["outcome"] == "suspended"
+        # Each is their own xAPI actor: Ben's answer is his pseudonym's, Ada has none.
+        ben_statements = [s["statement"] for s in ben_export["xapi"]["statements"]]
+        assert [s["verb"]["id"].rsplit("/", 1)[-1] for s in ben_statements] == ["experienced", "answered",
+                                                                                  "suspended"]
+        assert {s["actor"]["account"]["name"] for s in ben_statements} == {ben_export["xapi"]["pseudonym"]}
+        ada_verbs = [s["statement"]["verb"]["id"].rsplit("/", 1)[-1] for s in ada_export["xapi"]["statements"]]
+        assert ada_verbs == ["experienced", "terminated"]
+    shown = run_cli("learner", "show", "Ben", "--db", db)
+    assert shown.returncode == 0, shown.stderr
+    assert "add-7-5" in shown.stdout and "correct, first try" in shown.stdout
+    shown = run_cli("learner", "show", "Ada", "--db", db)
+    assert "add-7-5" not in shown.stdout
 
 
 async def test_a_late_final_of_an_earlier_turn_leaves_the_floor_with_the_learner_still_speaking(speech_models):

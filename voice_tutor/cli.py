@@ -329,9 +329,14 @@ def _learner_summary(export: dict, lessons: dict, now) -> dict:
         lesson = lessons.get(lesson_id)
         return next((s.name for s in lesson.skills if s.id == skill_id), None) if lesson else None
 
-    answers: dict[str, list[bool]] = {}
+    answers: dict[str, list[dict]] = {}
     for assessment in export["assessments"]:
-        answers.setdefault(assessment["skill_id"], []).append(assessment["correct"])
+        answers.setdefault(assessment["skill_id"], []).append(assessment)
+
+    def right(answer: dict) -> bool:
+        """The learner's answer was right, hints or not (before the record kept verdicts: right first time)."""
+        return answer["verdict"] == "correct" if answer["verdict"] else answer["correct"]
+
     by_lesson: dict[str, dict] = {}
     for row in export["mastery"]:
         lesson_id, skill_id = split(row["skill_id"])
@@ -342,7 +347,10 @@ def _learner_summary(export: dict, lessons: dict, now) -> dict:
         history = answers.get(row["skill_id"], [])
         entry["skills"].append({
             "id": skill_id, "name": skill_name(lesson_id, skill_id), "p_known": row["p_known"],
-            "mastered": row["p_known"] >= MASTERY_THRESHOLD, "answers": len(history), "correct": sum(history),
+            "mastered": row["p_known"] >= MASTERY_THRESHOLD, "answers": len(history),
+            "correct": sum(map(right, history)),
+            "right_first_time": sum(answer["correct"] for answer in history),
+            "hints_used": sum(answer["hints_used"] or 0 for answer in history),
             "updated_at": row["updated_at"],
         })
     for lesson_id, entry in by_lesson.items():
@@ -368,8 +376,18 @@ def _learner_summary(export: dict, lessons: dict, now) -> dict:
         turns = session["turns"]
         sessions.append({
             "id": session["id"], "lesson": session["lesson_id"], "started_at": session["started_at"],
-            "ended_at": session["ended_at"], "turns": len(turns),
+            "ended_at": session["ended_at"], "outcome": session["outcome"], "turns": len(turns),
             "last_turn_at": turns[-1]["ended_at"] if turns else None,
+        })
+    recent_answers = []
+    for answer in export["assessments"][-10:][::-1]:
+        lesson_id, skill_id = split(answer["skill_id"])
+        recent_answers.append({
+            "at": answer["at"], "lesson": lesson_id, "skill": skill_id, "question": answer["question_id"],
+            "verdict": answer["verdict"] or ("correct" if answer["correct"] else None),
+            "response": answer["response"], "first_try": answer["first_try"], "hints_used": answer["hints_used"],
+            "mastery_before": answer["mastery_before"], "mastery_after": answer["mastery_after"],
+            "session_id": answer["session_id"],
         })
     return {
         "learner": export["learner"],
@@ -377,6 +395,7 @@ def _learner_summary(export: dict, lessons: dict, now) -> dict:
         "lessons": sorted(by_lesson.values(), key=lambda entry: entry["id"]),
         "reviews": reviews,
         "recent_sessions": sessions,
+        "recent_answers": recent_answers,
     }
 
 
@@ -408,7 +427,8 @@ def cmd_learner_show(args) -> int:
     for entry in summary["lessons"]:
         print(f"  {entry['id']}" + (f" — {entry['title']}" if entry["title"] else " (lesson not found)"))
         rows = [[skill_label(s["name"], s["id"]), f"{s['p_known']:.3f}", "mastered" if s["mastered"] else "learning",
-                 f"{s['correct']}/{s['answers']} right first time"] for s in entry["skills"]]
+                 f"{s['correct']}/{s['answers']} right, {s['right_first_time']} right first time, "
+                 f"{s['hints_used']} hints"] for s in entry["skills"]]
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
             print("    " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -428,12 +448,27 @@ def cmd_learner_show(args) -> int:
         for resource in entry["resources"]:
             where = resource["url"] or f"simulation {resource['simulation']}"
             print(f"    try: {resource['title']} ({resource['kind']}, {where})")
+    print("\nRecent answers")
+    if not summary["recent_answers"]:
+        print("  (none)")
+    for answer in summary["recent_answers"]:
+        facts = [answer["verdict"] or "?"]
+        if answer["first_try"] is not None:
+            facts.append("first try" if answer["first_try"] else "after a wrong answer")
+        if answer["hints_used"]:
+            facts.append(f"{answer['hints_used']} hint" + ("s" if answer["hints_used"] > 1 else ""))
+        if answer["mastery_before"] is not None:
+            facts.append(f"mastery {answer['mastery_before']:.2f} → {answer['mastery_after']:.2f}")
+        said = f'  "{answer["response"]}"' if answer["response"] else ""
+        print(f"  {_when(answer['at'])}  {answer['lesson']}: {answer['question']}  {', '.join(facts)}{said}")
     print("\nRecent sessions")
     if not summary["recent_sessions"]:
         print("  (none)")
     for session in summary["recent_sessions"]:
         end = _when(session["ended_at"]) if session["ended_at"] else "no end recorded"
-        print(f"  #{session['id']}  {session['lesson']}  {_when(session['started_at'])} → {end}  {session['turns']} turns")
+        outcome = f"  {session['outcome']}" if session["outcome"] else ""
+        print(f"  #{session['id']}  {session['lesson']}  {_when(session['started_at'])} → {end}  "
+              f"{session['turns']} turns{outcome}")
     return 0
 
 
