@@ -215,3 +215,34 @@ def test_the_lrs_refuses_what_xapi_1_0_3_refuses():
         with pytest.raises(Invalid):
             validate(statement)
     json.dumps(good)  # what was validated is plain JSON
+
+
+def test_reports_read_the_same_facts_a_right_answer_after_hints_is_right_but_not_first_time(store, tmp_path):
+    from voice_tutor.classroom import analytics
+    from voice_tutor.classroom.reports import build_report
+
+    store.ensure_learner("Ada")
+    session = store.start_session("Ada", "arithmetic")
+    for question, verdict, first_try, hints, after in (
+        ("add-7-5", "correct", False, 1, 0.2), ("add-8-9", "correct", True, 0, 0.45),
+        ("sub-15-6", "revealed", True, 2, 0.1),
+    ):
+        skill = "arithmetic/subtraction" if question.startswith("sub") else "arithmetic/addition"
+        facts = AnswerFacts(verdict=verdict, response="words", first_try=first_try, hints_used=hints,
+                            mastery_before=0.3, mastery_after=after, session_id=session)
+        store.record_answer("Ada", skill, question, facts.right_first_time, after, facts=facts)
+    history = analytics.mastery_history(store, ["Ada"])
+    assert [(r["question"], r["correct"], r["first_try"], r["hints_used"], r["p_known"]) for r in history] == [
+        ("add-7-5", True, False, 1, 0.2), ("add-8-9", True, True, 0, 0.45), ("sub-15-6", False, True, 2, 0.1)]
+    accuracy = {r["question"]: r for r in analytics.question_accuracy(store, ["Ada"])}
+    assert (accuracy["add-7-5"]["accuracy"], accuracy["add-7-5"]["first_try_rate"], accuracy["add-7-5"]["hints_used"]) \
+        == (1.0, 0.0, 1)
+    gaps = {g["skill"]: g for g in analytics.knowledge_gaps(store, ["Ada"])}
+    assert (gaps["arithmetic/addition"]["accuracy"], gaps["arithmetic/addition"]["first_try_rate"]) == (1.0, 0.5)
+    assert gaps["arithmetic/subtraction"]["hints_used"] == 2
+    facts = {r["skill"]: r for r in analytics.answer_facts(store, ["Ada"])}
+    assert facts["arithmetic/addition"]["first_try_rate"] == 0.5
+    assert facts["arithmetic/addition"]["correct_after_hints"] == 1
+    files = build_report(store, "Ada", tmp_path / "report", formats=("csv",)).files
+    answers_csv = next(path for path in files if path.name == "answers.csv").read_text()
+    assert "first_try_rate" in answers_csv and "hints_used" in answers_csv

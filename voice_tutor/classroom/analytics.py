@@ -26,29 +26,45 @@ def _lesson_of(skill_key: str) -> str:
 
 
 def mastery_history(store: Store, learners: Sequence[str]) -> list[dict]:
-    """Every assessed answer with p_known after it, replayed by BKT (fitted parameters where there are enough)."""
-    if not learners:
-        return []
-    marks, params = _in(learners)
-    rows = store.read(
-        "SELECT learners.name, skill_id, question_id, correct, at FROM assessments"
-        f" JOIN learners ON learners.id = assessments.learner_id WHERE learners.name IN {marks}"
-        " ORDER BY learners.name, skill_id, at, assessments.id",
-        params,
-    )
+    """Every assessed answer as the record keeps it, with p_known after it.
+
+    ``correct``: the learner's answer was right (after hints too); ``first_try``
+    and ``hints_used`` say how.  ``p_known`` is what the learner model made of
+    the answer then; answers stored before the record kept it (nor the verdict:
+    then ``correct`` is BKT's right-first-time) are replayed by BKT, with
+    fitted parameters where there are enough.
+    """
     fitted: dict[str, object] = {}
-    known: dict[tuple[str, str], float] = {}
     history = []
-    for name, skill, question, correct, at in rows:
-        if skill not in fitted:
-            fitted[skill] = fit_params(store.assessment_sequences(skill)) or DEFAULT_PARAMS
-        bkt = fitted[skill]
-        before = known.get((name, skill), bkt.prior)
-        after = update(before, bool(correct), bkt)
-        known[(name, skill)] = after
-        history.append({"learner": name, "skill": skill, "question": question, "correct": bool(correct),
-                        "at": at, "p_known": round(after, 4), "mastered": after >= MASTERY_THRESHOLD})
+    for name in sorted(set(learners)):
+        known: dict[str, float] = {}
+        for answer in sorted(store.answers(name), key=lambda a: (a.skill_id, a.at, a.id)):
+            skill, facts = answer.skill_id, answer.facts
+            if skill not in fitted:
+                fitted[skill] = fit_params(store.assessment_sequences(skill)) or DEFAULT_PARAMS
+            bkt = fitted[skill]
+            if facts is not None:
+                after = facts.mastery_after
+                right, first_try, hints = facts.verdict == "correct", facts.first_try, facts.hints_used
+            else:
+                right, first_try, hints = answer.right_first_time, None, None
+                after = update(known.get(skill, bkt.prior), right, bkt)
+            known[skill] = after
+            history.append({"learner": name, "skill": skill, "question": answer.question_id, "correct": right,
+                            "first_try": first_try, "hints_used": hints,
+                            "verdict": facts.verdict if facts else None, "at": answer.at.isoformat(),
+                            "p_known": round(after, 4), "mastered": after >= MASTERY_THRESHOLD})
     return history
+
+
+def _right_first_time(row: dict) -> bool:
+    return row["correct"] and row["first_try"] is not False and not row["hints_used"]
+
+
+def answer_facts(store: Store, learners: Sequence[str]) -> list[dict]:
+    """Per learner and skill: how many answers were right, right first time, right after hints; hints used."""
+    rows = store.answer_summary(sorted(set(learners)))
+    return [{**row, "first_try_rate": round(row["first_try_correct"] / row["answers"], 3)} for row in rows]
 
 
 def current_mastery(store: Store, learners: Sequence[str]) -> list[dict]:
@@ -66,10 +82,11 @@ def current_mastery(store: Store, learners: Sequence[str]) -> list[dict]:
 
 
 def knowledge_gaps(store: Store, learners: Sequence[str]) -> list[dict]:
-    """Skills practised but not mastered, weakest first, with the learner's accuracy on them."""
-    accuracy: dict[tuple[str, str], list[int]] = defaultdict(list)
+    """Skills practised but not mastered, weakest first, with the learner's accuracy (right answers,
+    hints or not), first-try rate (right first time, no hint) and hints used on them."""
+    accuracy: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in mastery_history(store, learners):
-        accuracy[(row["learner"], row["skill"])].append(row["correct"])
+        accuracy[(row["learner"], row["skill"])].append(row)
     gaps = []
     for row in current_mastery(store, learners):
         if row["mastered"]:
@@ -77,7 +94,10 @@ def knowledge_gaps(store: Store, learners: Sequence[str]) -> list[dict]:
         answers = accuracy.get((row["learner"], row["skill"]), [])
         gaps.append({"learner": row["learner"], "skill": row["skill"], "p_known": row["p_known"],
                      "answers": len(answers),
-                     "accuracy": round(sum(answers) / len(answers), 3) if answers else None})
+                     "accuracy": round(sum(a["correct"] for a in answers) / len(answers), 3) if answers else None,
+                     "first_try_rate": round(sum(map(_right_first_time, answers)) / len(answers), 3)
+                     if answers else None,
+                     "hints_used": sum(a["hints_used"] or 0 for a in answers)})
     return sorted(gaps, key=lambda g: (g["p_known"], g["learner"], g["skill"]))
 
 
@@ -119,11 +139,14 @@ def reviews_due(store: Store, learners: Sequence[str], now: datetime) -> list[di
 
 
 def question_accuracy(store: Store, learners: Sequence[str]) -> list[dict]:
-    counts: dict[tuple[str, str], list[int]] = defaultdict(list)
+    """Per question: answers, right ones (hints or not), right first time, and the hints they took."""
+    counts: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in mastery_history(store, learners):
-        counts[(_lesson_of(row["skill"]), row["question"])].append(row["correct"])
-    return [{"lesson": lesson, "question": q, "attempts": len(c), "correct": sum(c),
-             "accuracy": round(sum(c) / len(c), 3)} for (lesson, q), c in sorted(counts.items())]
+        counts[(_lesson_of(row["skill"]), row["question"])].append(row)
+    return [{"lesson": lesson, "question": q, "attempts": len(c), "correct": sum(r["correct"] for r in c),
+             "accuracy": round(sum(r["correct"] for r in c) / len(c), 3),
+             "first_try_rate": round(sum(map(_right_first_time, c)) / len(c), 3),
+             "hints_used": sum(r["hints_used"] or 0 for r in c)} for (lesson, q), c in sorted(counts.items())]
 
 
 def turn_latency(store: Store, learners: Sequence[str]) -> list[dict]:

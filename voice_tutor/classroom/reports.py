@@ -2,9 +2,11 @@
 
 ``build_report(store, "5B", out_dir)`` writes, for everyone in scope:
 
-- ``*.csv``: mastery history (BKT replayed over every answer), current mastery,
-  knowledge gaps, time on task per session and per learner, reviews due,
-  answer accuracy per question, common questions, misconceptions, drop-off,
+- ``*.csv``: mastery history (every answer as the record keeps it: right or
+  not, first try, hints, mastery after), current mastery, knowledge gaps,
+  answers per skill (right, right first time, right after hints, hints used),
+  time on task per session and per learner, reviews due, answer accuracy and
+  first-try rate per question, common questions, misconceptions, drop-off,
   the tutor's latency per turn;
 - ``*.png``: mastery over time per learner, the class's mastery map, time on
   task, accuracy per question, latency per stage (matplotlib, Agg backend);
@@ -72,6 +74,7 @@ def collect(store: Store, target: str, *, lessons: dict | None = None, now: date
         "mastery_history": analytics.mastery_history(store, learners),
         "mastery": analytics.current_mastery(store, learners),
         "knowledge_gaps": analytics.knowledge_gaps(store, learners),
+        "answers": analytics.answer_facts(store, learners),
         "time_on_task": analytics.time_on_task_totals(sessions)
         + [{"learner": n, "sessions": 0, "minutes": 0.0}
            for n in learners if n not in {s["learner"] for s in sessions}],
@@ -208,7 +211,7 @@ def write_report(report: Report, out_dir: Path, formats: tuple[str, ...] = FORMA
     return files
 
 
-_HTML_TABLES = ("time_on_task", "mastery", "knowledge_gaps", "reviews_due", "question_accuracy",
+_HTML_TABLES = ("time_on_task", "mastery", "knowledge_gaps", "answers", "reviews_due", "question_accuracy",
                 "common_questions", "misconceptions", "drop_off")
 
 

@@ -140,6 +140,12 @@ class Answer:
     at: datetime
     facts: AnswerFacts | None
     """None for answers stored before the record kept them (schema 3 and older)."""
+    correct: bool = False
+    """BKT's observation: right at the first try, without hints (all that older answers kept)."""
+
+    @property
+    def right_first_time(self) -> bool:
+        return self.correct
 
 
 @dataclass(frozen=True, slots=True)

@@ -864,7 +864,7 @@ def _answer_from_row(row: sqlite3.Row) -> Answer:
             session_id=row["session_id"], turn_key=row["turn_key"],
         )
     return Answer(id=row["id"], skill_id=row["skill_id"], question_id=row["question_id"],
-                  at=datetime.fromisoformat(row["at"]), facts=facts)
+                  at=datetime.fromisoformat(row["at"]), facts=facts, correct=bool(row["correct"]))
 
 
 def _answer_export(row: sqlite3.Row) -> dict:
