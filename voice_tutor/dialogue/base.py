@@ -48,6 +48,8 @@ class DialogueContext:
     learner_name: str = "friend"
     history: deque[Exchange] = field(default_factory=lambda: deque(maxlen=20))
     publish: Callable[[object], None] = field(default=lambda event: None, repr=False)
+    heard_confidence: float | None = None
+    """How sure speech recognition was of the learner's latest turn (0-1); None when typed or unknown."""
 
     def record(self, exchange: Exchange) -> None:
         self.history.append(exchange)
