@@ -144,6 +144,11 @@ class Session:
             await self._sink.close()
         return self.turns
 
+    @property
+    def recognition_hotwords(self) -> str | None:
+        """The words recognition is biased towards now: the lesson's vocabulary and the pending answers."""
+        return self._listener.hotwords
+
     def submit_text(self, text: str, *, speaker: str | None = None) -> int | None:
         """A learner turn that was chosen or typed, not spoken (an answer picked in a scene).
 

@@ -28,7 +28,7 @@ _NUMERATORS = {
 }
 _NUMBER = r"-?\d+(?:\.\d+)?"
 _SPOKEN_FRACTION = re.compile(rf"\b(\d+|{'|'.join(_NUMERATORS)})\s+({'|'.join(_DENOMINATORS)})\b")
-_OVER = re.compile(rf"\b(\d+)\s*(?:/|\bover\b|\bout of\b)\s*(\d+)\b")
+_OVER = re.compile(rf"\b(\d+)\s*(?:/|\bover\b|\bout of\b|\bslash\b)\s*(\d+)\b")
 _NUMBER_TOKEN = re.compile(rf"(?<![\w.])({_NUMBER}(?:/\d+)?)(?![\w])")
 
 

@@ -15,7 +15,9 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from voice_tutor.dialogue.answers import Request, check_answer, parse_number
+from rapidfuzz import fuzz
+
+from voice_tutor.dialogue.answers import Request, check_answer, normalize, parse_number
 from voice_tutor.dialogue.base import DialogueContext
 from voice_tutor.dialogue.intent import Intent, Understanding, answer_words, spoken_number, understand
 from voice_tutor.dialogue.lesson_qa import LessonQA
@@ -188,9 +190,18 @@ class LessonTutor:
         return f"You said {_spoken_list(options, 'or')}. Which one is your answer?"
 
     def _spoken(self, answer: str) -> str:
+        """A candidate as the tutor says it back: numbers in words, a known option as the lesson writes it."""
         question = self.current
-        if question is not None and question.kind == "number" and parse_number(answer) is not None:
-            return spoken_number(answer)
+        if question is None:
+            return answer
+        if question.kind == "number":
+            return spoken_number(answer) if parse_number(answer) is not None else answer
+        language = self.lesson.answer_language
+        options = [*question.answers, *(a for m in question.misconceptions for a in m.answers)]
+        heard = normalize(answer, language)
+        best = max(options, key=lambda option: fuzz.ratio(heard, normalize(option, language)))
+        if fuzz.ratio(heard, normalize(best, language)) >= 85:
+            return best.strip("¿?¡! ")
         return answer
 
     def _must_withhold(self, attempt: _Attempt) -> bool:
