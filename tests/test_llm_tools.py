@@ -30,7 +30,7 @@ from voice_tutor.dialogue.tools import (
     spoken_results,
     validate_arguments,
 )
-from voice_tutor.events import MasteryUpdated
+from voice_tutor.events import AnswerExpected, MasteryUpdated
 from voice_tutor.learning import review
 from voice_tutor.learning.lessons import Lesson, load_lesson
 from voice_tutor.learning.mastery import DEFAULT_PARAMS, update
@@ -90,7 +90,9 @@ async def make_tutor(store):
             tutor = build_llm_tutor(tutor_config(server), the_lesson, memory, offline,
                                     publish_simulation=commands.append if simulations else None)
         tutors.append(tutor)
-        context = DialogueContext("s1", learner_name="Ada", publish=events.append)
+        # What the tutors decided; the offline tutor's AnswerExpected (recognition biasing) is not a decision.
+        context = DialogueContext("s1", learner_name="Ada",
+                                  publish=lambda event: None if isinstance(event, AnswerExpected) else events.append(event))
         return Setup(tutor, offline, memory, context, events, commands)
 
     yield make

@@ -50,6 +50,9 @@ class SpeechToTextConfig:
     on an AVX2 CPU for ~6% more recognition time (``benchmarks/recognition_paths.py``)."""
     lesson_hotwords: StrictBool = True
     """Bias recognition towards the lesson's vocabulary during a session (see benchmarks/hotwords.py)."""
+    answer_hotwords: StrictBool = True
+    """While a question is pending, also bias recognition towards how its answers are said
+    (see benchmarks/spoken_judgement.py)."""
 
     @field_validator("beam_size")
     @classmethod

@@ -64,6 +64,8 @@ class FinalTranscript(Event):
     audio_duration_s: float
     last_voiced_at: float
     stt_ms: float
+    confidence: float | None = None
+    """How sure the recognizer was of ``text`` (mean token probability, 0-1); None when typed or unknown."""
     audio: np.ndarray | None = field(default=None, repr=False, compare=False)
     """The utterance's 16 kHz mono float32 samples (spoken turns only), for a recording kept by consent."""
     speaker: str | None = None
@@ -172,6 +174,18 @@ class MasteryUpdated(Event):
     hints_used: int = 0
     p_before: float | None = None
     """Mastery of the skill before this answer."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerExpected(Event):
+    """The tutor is waiting for the answer to a question (or none, ``question_id`` None).
+
+    ``words`` are how a learner would say its answers and likely wrong answers;
+    the session biases recognition towards them until the next question.
+    """
+
+    question_id: str | None
+    words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -229,6 +229,7 @@ class Listener:
             utterance_id=utterance.utterance_id,
             text=transcript.text,
             language=transcript.language,
+            confidence=transcript.confidence,
             audio_duration_s=len(utterance.audio) / SAMPLE_RATE,
             last_voiced_at=utterance.last_voiced_at,
             stt_ms=transcript.elapsed_ms,

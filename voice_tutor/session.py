@@ -23,6 +23,7 @@ from voice_tutor.bus import EventBus
 from voice_tutor.config import Config
 from voice_tutor.dialogue.base import DialogueContext, Exchange, Tutor
 from voice_tutor.events import (
+    AnswerExpected,
     BargeIn,
     Event,
     FinalTranscript,
@@ -124,6 +125,8 @@ class Session:
             self.id, models.recognizer, config.turns, self._on_event, models.stt_scheduler,
             hotwords=hotwords, language=language, wait_for_recognizer=not getattr(source, "realtime", True),
         )
+        self._lesson_hotwords = hotwords
+        self._expect_answers = config.stt.answer_hotwords
         self._active_turn: int | None = None
         self._timings: dict[int, _TurnTiming] = {}
         self._opening: list[str] = []
@@ -149,6 +152,11 @@ class Session:
             await asyncio.gather(player, return_exceptions=True)
             await self._sink.close()
         return self.turns
+
+    @property
+    def recognition_hotwords(self) -> str | None:
+        """The words recognition is biased towards now: the lesson's vocabulary and the pending answers."""
+        return self._listener.hotwords
 
     def submit_text(self, text: str, *, speaker: str | None = None) -> int | None:
         """A learner turn that was chosen or typed, not spoken (an answer picked in a scene).
@@ -211,7 +219,10 @@ class Session:
                 self._responder.cancel()
                 self._player.interrupt(turn_id)
                 self.bus.publish(BargeIn(session_id=self.id, turn_id=turn_id))
+            case AnswerExpected() if self._expect_answers:
+                self._listener.hotwords = " ".join(filter(None, [self._lesson_hotwords, *event.words])) or None
             case FinalTranscript():
+                self.context.heard_confidence = event.confidence
                 self._timings[event.utterance_id] = _TurnTiming(
                     event.text, event.speaker, event.last_voiced_at, event.t
                 )

@@ -28,7 +28,7 @@ _NUMERATORS = {
 }
 _NUMBER = r"-?\d+(?:\.\d+)?"
 _SPOKEN_FRACTION = re.compile(rf"\b(\d+|{'|'.join(_NUMERATORS)})\s+({'|'.join(_DENOMINATORS)})\b")
-_OVER = re.compile(rf"\b(\d+)\s*(?:/|\bover\b|\bout of\b)\s*(\d+)\b")
+_OVER = re.compile(rf"\b(\d+)\s*(?:/|\bover\b|\bout of\b|\bslash\b)\s*(\d+)\b")
 _NUMBER_TOKEN = re.compile(rf"(?<![\w.])({_NUMBER}(?:/\d+)?)(?![\w])")
 
 
@@ -114,6 +114,8 @@ class Request(Enum):
     REPEAT = "repeat"
     STOP = "stop"
     QUESTION = "question"
+    SKIP = "skip"
+    SLOWER = "slower"
 
 
 _REQUEST_PATTERNS = [
@@ -145,7 +147,8 @@ _TRIGGER_PATTERNS = [
         r"\b(i (don'?t|do not) (understand|get it)|what does (that|this|it) mean|i'?m (confused|lost)|makes no sense)\b"
     )),
     ("asks_for_answer", re.compile(
-        r"\b(just )?(tell|give|show) me the answer\b|\bwhat'?s the answer\b|\bwhat is the answer\b"
+        r"\b(just )?(tell|give|show) me the answer\b|^(please |just |can you |could you )*tell me( please)?[.!?]?$|"
+        r"\bwhat('?s| is) the (right |correct )?answer( please| then| to (this|that|it))?[.!?]?$"
     )),
 ]
 

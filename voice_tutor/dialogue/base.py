@@ -54,6 +54,8 @@ class DialogueContext:
     """The learner turn being answered (the session's id, which the record links answers to)."""
     learner_text: str = ""
     """What the learner said in that turn."""
+    heard_confidence: float | None = None
+    """How sure speech recognition was of the learner's latest turn (0-1); None when typed or unknown."""
 
     def record(self, exchange: Exchange) -> None:
         self.history.append(exchange)

@@ -11,12 +11,17 @@ instantly, so it is the default and the fallback when an LLM endpoint is down.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from voice_tutor.dialogue.answers import Request, check_answer, classify_request, detect_trigger
+from rapidfuzz import fuzz
+
+from voice_tutor.dialogue.answers import Request, check_answer, normalize, parse_number
 from voice_tutor.dialogue.base import DialogueContext
+from voice_tutor.dialogue.intent import Intent, Understanding, answer_words, spoken_number, understand
 from voice_tutor.dialogue.lesson_qa import LessonQA
+from voice_tutor.events import AnswerExpected
 from voice_tutor.learning.lessons import Lesson, Question
 from voice_tutor.learning.mastery import is_mastered
 from voice_tutor.learning.memory import LearnerMemory, MasteryChange, mastery_event
@@ -33,6 +38,10 @@ class _Attempt:
     wrong: int = 0
     hints: int = 0
     answer_requests: int = 0
+    unconfirmed: Understanding | None = None
+    """An answer the tutor asked the learner to confirm ("Did you say twelve?"), until they do."""
+    answered: str = ""
+    """The learner's words of the answer being graded, for the record of the assessment."""
 
 
 def _join(*parts: str | None) -> str:
@@ -70,10 +79,22 @@ class LessonTutor:
                 if resources:
                     parts.append(f"If you want more later, try \"{resources[0].title}\".")
         parts.append(self._ask_next(name))
+        self._announce_expected(context)
         yield _join(*parts)
 
     async def respond(self, learner_text: str, context: DialogueContext) -> AsyncIterator[str]:
-        yield await self._reply(learner_text.strip(), context)
+        reply = await self._reply(learner_text.strip(), context)
+        self._announce_expected(context)
+        yield reply
+
+    def _announce_expected(self, context: DialogueContext) -> None:
+        """Tell the session which answers to expect, so recognition is biased towards them."""
+        question = self.current
+        context.publish(AnswerExpected(
+            session_id=context.session_id,
+            question_id=question.id if question else None,
+            words=tuple(answer_words(question)) if question else (),
+        ))
 
     def _ask_next(self, name: str = "friend") -> str:
         plan = next_question(self.lesson, self.memory.state)
@@ -101,34 +122,87 @@ class LessonTutor:
         question = attempt.question
         if not text:
             return _join("Sorry, I didn't catch that.", question.prompt)
-        request = classify_request(text)
-        trigger = detect_trigger(text)
-        verdict = check_answer(text, question.answers, question.kind, self.lesson.answer_language)
-        if request is Request.STOP:
+        language = self.lesson.answer_language
+        if attempt.unconfirmed is not None:
+            unconfirmed, attempt.unconfirmed = attempt.unconfirmed, None
+            confirmed = _yes_or_no(text)
+            if confirmed is True:
+                return await self._grade(attempt, unconfirmed, context)
+            if confirmed is False:
+                return _join("Okay, sorry I misheard.", "What is your answer?")
+        heard = understand(text, question, language, confidence=context.heard_confidence)
+        match heard.intent:
+            case Intent.EMPTY:
+                return _join("Sorry, I didn't catch that.", question.prompt)
+            case Intent.ANSWER:
+                attempt.answered = text
+                return await self._grade(attempt, heard, context)
+            case Intent.CHOOSE:
+                return self._ask_to_choose(heard)
+            case Intent.CONFIRM:
+                attempt.unconfirmed = heard
+                attempt.answered = text
+                return f"Did you say {self._spoken(heard.candidates[0])}?"
+            case Intent.REQUEST:
+                return await self._on_request(attempt, heard, context)
+            case Intent.QUESTION:
+                return self._answer_question(attempt, text)
+            case Intent.FEEDBACK:
+                return _join("Thank you for telling me.", "Back to our question:", question.prompt)
+            case Intent.SOCIAL:
+                return _join("Whenever you're ready:", question.prompt)
+        return _join(self._rule("off_topic") or "Let's stay with our question.", question.prompt)
+
+    async def _grade(self, attempt: _Attempt, heard: Understanding, context: DialogueContext) -> str:
+        question = attempt.question
+        verdict = check_answer(heard.graded_text, question.answers, question.kind, self.lesson.answer_language)
+        if verdict.correct:
+            return await self._on_correct(attempt, context)
+        return await self._on_wrong(attempt, heard.graded_text, context)
+
+    async def _on_request(self, attempt: _Attempt, heard: Understanding, context: DialogueContext) -> str:
+        question = attempt.question
+        if heard.request is Request.STOP:
             self.finished = True
             self._attempt = None
             return _join(f"Okay, let's stop here. You got {self.correct_count} right.", self.lesson.wrap_up)
-        if request is Request.REPEAT:
+        if heard.request is Request.REPEAT:
             return question.prompt
-        if verdict.correct:
-            return await self._on_correct(attempt, context)
-        if trigger == "upset":
+        if heard.request is Request.SLOWER:
+            return _join("Of course. Here it is again:", question.prompt)
+        if heard.trigger == "upset":
             return _join(self._rule("upset") or "It's okay, this is hard, and you're doing well to keep going.",
                          self._hint_or_explain(attempt) if attempt.hints < len(question.hints) else question.prompt)
-        if trigger == "asks_for_answer":
+        if heard.trigger == "asks_for_answer" or heard.request is Request.SKIP:
             attempt.answer_requests += 1
             if attempt.answer_requests >= 2 and not self._must_withhold(attempt):
                 return await self._reveal(attempt, context, self._rule("asks_for_answer_twice"))
             return _join("Let's work it out together.", self._hint_or_explain(attempt))
-        if trigger == "does_not_understand":
+        if heard.trigger == "does_not_understand":
             return _join(self._rule("does_not_understand"), self._hint_or_explain(attempt))
-        if request is Request.HINT:
-            return await self._hint_or_reveal(attempt, context)
-        if verdict.understood:
-            return await self._on_wrong(attempt, text, context)
-        if request is Request.QUESTION:
-            return self._answer_question(attempt, text)
-        return _join(self._rule("off_topic") or "Let's stay with our question.", question.prompt)
+        return await self._hint_or_reveal(attempt, context)
+
+    def _ask_to_choose(self, heard: Understanding) -> str:
+        """A hedged list or several options: nothing is graded until the learner picks one."""
+        options = [self._spoken(candidate) for candidate in heard.candidates]
+        if len(options) < 2:
+            return "Tell me just one answer, the one you choose."
+        return f"You said {_spoken_list(options, 'or')}. Which one is your answer?"
+
+    def _spoken(self, answer: str) -> str:
+        """A candidate as the tutor says it back: numbers in words, a known option as the lesson writes it."""
+        question = self.current
+        if question is None:
+            return answer
+        if question.kind == "number":
+            return spoken_number(answer) if parse_number(answer) is not None else answer
+        language = self.lesson.answer_language
+        options = [*question.answers, *(a for m in question.misconceptions for a in m.answers)]
+        heard = normalize(answer, language)
+        best = max(options, key=lambda option: fuzz.ratio(heard, normalize(option, language)))
+        if fuzz.ratio(heard, normalize(best, language)) >= 85:
+            return best.strip("¿?¡! ")
+        return answer
 
     def _must_withhold(self, attempt: _Attempt) -> bool:
         """Socratic questions keep the answer until every hint has been given."""
@@ -200,7 +274,23 @@ class LessonTutor:
         return text if self.finished else _join("Next question.", text)
 
 
-def _spoken_list(items: list[str]) -> str:
+def _spoken_list(items: list[str], conjunction: str = "and") -> str:
     if len(items) <= 1:
         return "".join(items)
-    return f"{', '.join(items[:-1])} and {items[-1]}"
+    return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
+
+
+_YES = {"yes", "yeah", "yep", "yup", "yes i did", "yeah i did", "uh huh", "mhm", "correct", "right", "that's right",
+        "thats right", "exactly", "sí", "si", "yes please", "of course", "that's it", "thats it"}
+_NO = {"no", "nope", "nah", "no i didn't", "no i didnt", "not really", "that's wrong", "wrong", "no no"}
+
+
+def _yes_or_no(text: str) -> bool | None:
+    """The learner's reply to "Did you say …?": True, False, or None when it is neither (a restated answer)."""
+    words = " ".join(re.sub(r"[^\w' ]+", " ", text.lower().replace("\u2019", "'")).split())
+    words = re.sub(r"^(?:um|uh|oh|well)\s+", "", words)
+    if words in _YES or re.fullmatch(r"(yes|yeah|yep)( (i did|that's right|thats right|please|sir|miss))?", words):
+        return True
+    if words in _NO or re.fullmatch(r"(no|nope)( (i didn't|i didnt|sorry|that's wrong))?", words):
+        return False
+    return None

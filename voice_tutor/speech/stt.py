@@ -14,6 +14,7 @@ word error rates).  Longer audio (files) goes through faster-whisper's own
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
@@ -46,6 +47,8 @@ class Transcript:
     duration_s: float
     elapsed_ms: float
     no_speech_prob: float = 0.0
+    confidence: float | None = None
+    """The mean probability of the decoded tokens (exp of Whisper's avg_logprob); None when not decoded here."""
 
 
 _REPEATED_WORD = re.compile(r"\b(\w+)(?:\W+\1\b){3,}")
@@ -274,6 +277,7 @@ class SpeechRecognizer:
             duration_s=duration,
             elapsed_ms=(time.perf_counter() - started) * 1000,
             no_speech_prob=result.no_speech_prob,
+            confidence=_confidence(result.scores[0], len(tokens)) if text else None,
         )
 
     def _decode(self, encoded, tokenizer, duration: float, hotwords: str | None) -> tuple[object, str]:
@@ -296,6 +300,12 @@ class SpeechRecognizer:
             max_initial_timestamp_index=50,
         )[0]
         return result, _text_within(result.sequences_ids[0], tokenizer, duration)
+
+
+def _confidence(score: float, length: int) -> float:
+    """Whisper's avg_logprob as a probability: CTranslate2's score is already divided by the length
+    (length_penalty 1), and faster-whisper divides the sum by ``length + 1``."""
+    return math.exp(score * length / (length + 1))
 
 
 def _text_within(tokens: list[int], tokenizer, duration: float) -> str:
