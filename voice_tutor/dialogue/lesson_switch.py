@@ -26,6 +26,7 @@ from voice_tutor.events import LessonChanged
 from voice_tutor.learning.catalogue import Catalogue, short_title
 from voice_tutor.learning.lessons import Lesson
 from voice_tutor.learning.memory import LearnerMemory
+from voice_tutor.learning.planner import next_question
 
 _VERBS = r"(do|learn|try|study|practi[cs]e|switch to|change to|move on to|go on to|go to|start|have|work on)"
 _SWITCH = re.compile(
@@ -146,7 +147,7 @@ class LessonSwitcher:
         if lesson.id == self.stack.lesson.id:
             yield f"We're doing {short_title(lesson)} already."
             return
-        if self.stack.offline.finished:
+        if self._completed():
             self._finished.add(self.stack.lesson.id)
         self.stack = await self._open_lesson(lesson)
         self._offered = []
@@ -158,9 +159,15 @@ class LessonSwitcher:
         async for piece in self.stack.tutor.opening(context):
             yield piece
 
+    def _completed(self) -> bool:
+        """Whether the lesson in progress was worked through (not just stopped): the planner has nothing left."""
+        stack = self.stack
+        return stack.offline.finished and next_question(stack.lesson, stack.memory.state) is None
+
     async def offer(self, lead: str | None) -> str:
         """What comes next: due reviews, the next lesson by prerequisites, any other lesson."""
-        if self.stack.offline.finished:
+        completed = self._completed()
+        if completed:
             self._finished.add(self.stack.lesson.id)
         progress = await self._progress() if self._progress else Progress()
         current = self.stack.lesson
@@ -172,8 +179,10 @@ class LessonSwitcher:
                   if lesson.id != current.id and lesson not in due and lesson not in following[:1]]
         self._offered = [*due, *following[:1]] or others[:1]
         parts = [lead] if lead else []
-        if self.stack.offline.finished:
+        if completed:
             parts.append(f"We've finished {short_title(current)}.")
+        elif self.stack.offline.finished:  # the learner stopped early
+            parts.append(f"We've stopped {short_title(current)} for now.")
         if due:
             parts.append(f"It's time to review {_spoken([short_title(lesson) for lesson in due])}.")
         if following:
