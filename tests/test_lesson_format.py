@@ -265,7 +265,7 @@ BAD = {
     "resource of no skill": (edited(('skills = ["b", "c"]', "skills = []")), "resources.0.skills: List should have at least 1 item"),
     "resource of an unknown kind": (edited(('kind = "reading"', 'kind = "podcast"')), "resources.0.kind: Input should be"),
     "unknown trigger": (edited(('when = "upset"\naction', 'when = "bored"\naction')), "rules.0.when: Input should be 'does_not_understand'"),
-    "unknown action": (edited(('action = "encourage"', 'action = "dance"')), "rules.0.action: Input should be"),
+    "unknown action": (edited(('action = "encourage"', 'action = "dance"')), "rules.0.action: unknown action 'dance': no tutor can carry it out"),
     "rule for an unknown skill": (edited(('skill = "c"\nsay', 'skill = "q"\nsay')), "rules.1.skill: unknown skill 'q'"),
     "two rules for one trigger": (edited(('skill = "c"\nsay', "say")), "rules.1: a second rule for 'upset'"),
     "unknown placeholder": (edited(('greeting = "Hi {name}."', 'greeting = "Hi {nmae}."')), "greeting: Value error, unknown placeholder {nmae}"),

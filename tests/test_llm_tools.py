@@ -30,12 +30,13 @@ from voice_tutor.dialogue.tools import (
     spoken_results,
     validate_arguments,
 )
-from voice_tutor.events import AnswerExpected, MasteryUpdated
+from voice_tutor.events import AnswerExpected, MasteryUpdated, SimulationRequested
 from voice_tutor.learning import review
 from voice_tutor.learning.lessons import Lesson, load_lesson
 from voice_tutor.learning.mastery import DEFAULT_PARAMS, update
 from voice_tutor.learning.memory import LearnerMemory
 from voice_tutor.store import Preferences, Store
+from xr_bridge.simulations import scene_models
 
 MODEL = "tutor-test"
 NOW = datetime(2025, 3, 3, 16, 0, tzinfo=UTC)
@@ -85,14 +86,18 @@ async def make_tutor(store):
         events, commands = [], []
         if options:
             tutor = GroundedChatTutor(tutor_config(server).llm, the_lesson, memory, offline,
-                                      publish_simulation=commands.append if simulations else None, **options)
+                                      scene=scene_models() if simulations else None, **options)
         else:
             tutor = build_llm_tutor(tutor_config(server), the_lesson, memory, offline,
-                                    publish_simulation=commands.append if simulations else None)
+                                    scene=scene_models() if simulations else None)
         tutors.append(tutor)
-        # What the tutors decided; the offline tutor's AnswerExpected (recognition biasing) is not a decision.
-        context = DialogueContext("s1", learner_name="Ada",
-                                  publish=lambda event: None if isinstance(event, AnswerExpected) else events.append(event))
+
+        def publish(event) -> None:  # the scene's requests apart from what the tutors decided
+            if isinstance(event, AnswerExpected):  # the offline tutor's recognition biasing is not a decision
+                return
+            (commands if isinstance(event, SimulationRequested) else events).append(event)
+
+        context = DialogueContext("s1", learner_name="Ada", publish=publish)
         return Setup(tutor, offline, memory, context, events, commands)
 
     yield make
@@ -271,7 +276,7 @@ async def test_hints_are_graduated_shared_with_the_offline_tutor_and_counted(ser
     assert event.p_known == round(update(DEFAULT_PARAMS.prior, False, DEFAULT_PARAMS), 4)
 
 
-async def test_recommend_resource_and_simulations_reach_the_publish_callback(server, make_tutor):
+async def test_recommend_resource_and_simulations_are_published_as_scene_requests(server, make_tutor):
     setup = await make_tutor(server, "newtons-laws", simulations=True)
     names = [tool["function"]["name"] for tool in setup.tutor.tools]
     assert names == ["record_assessment", "give_hint", "recommend_resource", "start_simulation",
@@ -294,11 +299,9 @@ async def test_recommend_resource_and_simulations_reach_the_publish_callback(ser
     changed = tool_result(await said(setup.tutor.respond(
         tool_turn("set_simulation_parameter", simulation="pendulum", name="length", value=1), setup.context)))
     assert changed["ok"] is True and changed["parameters"] == {"length": 1.0, "angle": 0.2}
-    assert setup.commands == [
-        {"type": "start_simulation", "session_id": "s1", "sim_id": "pendulum", "model": "pendulum",
-         "params": {"length": 4.0, "angle": 0.2}},
-        {"type": "set_sim_param", "session_id": "s1", "sim_id": "pendulum", "model": "pendulum", "name": "length",
-         "value": 1.0},
+    assert [(c.session_id, c.action, c.sim_id, c.simulation, c.parameters) for c in setup.commands] == [
+        ("s1", "start_simulation", "pendulum", "pendulum", {"length": 4.0, "angle": 0.2}),
+        ("s1", "set_sim_param", "pendulum", "pendulum", {"length": 1.0}),
     ]
     assert setup.events == []  # nothing was assessed
 

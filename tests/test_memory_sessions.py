@@ -170,7 +170,8 @@ def test_first_session_turns_are_answered_and_stored(history):
     assert "You've mastered Adding within twenty!" in replies[2]
     slip = LESSON.questions[1].misconceptions[0].feedback  # sub-15-6, answered 10
     assert replies[3].startswith(f"Not quite. {slip}") and "Here's a hint:" in replies[3]
-    assert replies[4].endswith(LESSON.wrap_up)
+    # The lesson is done: its wrap-up, then (once) what comes next.
+    assert LESSON.wrap_up in replies[4] and replies[4].endswith("Which would you like?")
 
     [session] = history.after_first["sessions"]
     assert session["lesson_id"] == "arithmetic" and session["ended_at"] is not None

@@ -65,6 +65,8 @@ SAMPLES: list[p.Message] = [
     p.MasteryUpdate(**S, skill="pendulum.period", mastery=0.6, previous=0.4),
     p.Alert(**S, severity="warning", message="Three wrong answers in a row", code="stuck"),
     p.Notice(**S, level="warning", message="LLM unreachable, using the offline tutor"),
+    p.LessonStarted(**S, lesson_id="fractions", title="Fractions",
+                    available=[p.LessonEntry(id="fractions", title="Fractions", subject="mathematics")]),
     p.LoadScene(scene="assets/scenes/lab.json", options={"lighting": "day", "gravity_arrows": True, "scale": 1.5}),
     p.Highlight(target="bob", color="#FFaa00"),
     p.ShowLabel(label_id="l1", text="L = 1 m", target="string", duration_s=5.0),
@@ -82,6 +84,7 @@ SAMPLES: list[p.Message] = [
     p.PttStop(),
     p.RateTurn(turn_id=3, rating=-1),
     p.Survey(answers={"helpful": 5, "pace": 3}, comment="More pendulums!"),
+    p.ChooseLesson(lesson_id="photosynthesis"),
     p.TeacherMessage(kind="hint", text="Ask about the length, not the mass."),
 ]
 

@@ -214,7 +214,9 @@ def test_lesson_replies_follow_the_lesson(lesson_talk):
     assert last_prompt(second["tutor"]) not in (None, questions["add-7-5"].prompt)
     assert turns[2]["tutor"].startswith("Here's a hint:")
     assert turns[-2]["tutor"].startswith("Okay, let's stop here.") and turns[-2]["tutor"].endswith(lesson.wrap_up)
-    assert turns[-1]["tutor"].startswith("We have finished this lesson.")
+    # After stopping, the tutor offers what comes next rather than a dead end.
+    assert turns[-1]["tutor"].startswith("We've stopped Adding and subtracting within twenty for now.")
+    assert "Which would you like?" in turns[-1]["tutor"]
 
 
 def test_lesson_turns_report_what_was_heard_and_latencies(lesson_talk):

@@ -222,3 +222,34 @@ class SurveyAnswered(Event):
     comment: str | None = None
     learner: str | None = None
     """Who answered it, where several learners share the session (None: it does not say)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationRequested(Event):
+    """The tutor asks the scene to run a simulation: a lesson rule's action or an LLM tool call.
+
+    Both tutors publish this one event, and whoever shows the scene (the XR
+    bridge's voice room) carries it out; without a scene nobody does.
+    """
+
+    action: str
+    """``start_simulation`` or ``set_sim_param``."""
+    sim_id: str
+    """The lesson resource's id: the instance in the scene."""
+    simulation: str
+    """The model the scene runs (``pendulum``)."""
+    parameters: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LessonChanged(Event):
+    """The session moved to another lesson (the learner asked, by voice or on a page).
+
+    Speech recognition listens with the new lesson's ``hotwords`` and ``language``;
+    the learner's record carries on (mastery is kept per skill).
+    """
+
+    lesson_id: str
+    title: str
+    hotwords: str | None
+    language: str

@@ -27,6 +27,7 @@ from voice_tutor.events import (
     BargeIn,
     Event,
     FinalTranscript,
+    LessonChanged,
     SpeechStarted,
     TurnCompleted,
     TutorSpeechEnded,
@@ -241,6 +242,9 @@ class Session:
                 timing.first_audio_at = event.t
             case TutorSpeechEnded():
                 self._end_turn(event)
+            case LessonChanged():  # the learner asked for another lesson: listen for its words and language
+                self._listener.hotwords = event.hotwords if self._listener.hotwords is not None else None
+                self._listener.language = event.language
 
     def _end_turn(self, ended: TutorSpeechEnded) -> None:
         timing = self._timings.pop(ended.turn_id, None)

@@ -28,8 +28,12 @@ from pathlib import Path
 
 from voice_tutor.config import Config
 from voice_tutor.dialogue.base import DialogueContext
+from voice_tutor.dialogue.lesson_switch import LessonStack, LessonSwitcher, Progress
+from voice_tutor.dialogue.rule_actions import SceneModels
 from voice_tutor.events import Event, SafetyAlert, SessionNotice, TurnCompleted
+from voice_tutor.learning.catalogue import Catalogue
 from voice_tutor.learning.lessons import Lesson, find_lesson, load_lesson
+from voice_tutor.learning.mastery import MASTERY_THRESHOLD
 from voice_tutor.learning.memory import LearnerMemory
 from voice_tutor.session import Session, SpeechModels
 from voice_tutor.store import Preferences, Store
@@ -58,38 +62,85 @@ def with_learner_pace(config: Config, preferences: Preferences | None) -> Config
     ))
 
 
+def lesson_tutors(
+    config: Config,
+    lesson: Lesson,
+    memory: LearnerMemory,
+    publish: Callable[[Event], None],
+    scene: SceneModels | None = None,
+) -> LessonStack:
+    """One lesson's tutors: the offline lesson tutor, and an LLM tutor falling back to it when configured."""
+    from voice_tutor.dialogue.base import FallbackTutor
+    from voice_tutor.dialogue.lesson_tutor import LessonTutor
+
+    offline = tutor = LessonTutor(lesson, memory, scene=scene)
+    if config.llm.base_url:
+        from voice_tutor.dialogue.tools import build_llm_tutor
+
+        tutor = FallbackTutor(
+            build_llm_tutor(config, lesson, memory, offline, scene=scene),
+            offline,
+            lambda error: publish(SessionNotice(level="warning", message=f"{error}; the offline tutor answers instead")),
+        )
+    return LessonStack(lesson, memory, offline, tutor)
+
+
+def learner_progress(store: Store, learner: str, catalogue: Catalogue) -> Progress:
+    """Which lessons have skills due for review, and which the learner has mastered (blocking: the store)."""
+    due: list[str] = []
+    for entry in store.due_reviews(learner):
+        lesson_id = entry.skill_id.partition("/")[0]
+        if lesson_id not in due:
+            due.append(lesson_id)
+    done = frozenset(
+        lesson.id for lesson in catalogue.lessons
+        if all((store.get_mastery(learner, f"{lesson.id}/{skill.id}") or 0.0) >= MASTERY_THRESHOLD
+               for skill in lesson.skills)
+    )
+    return Progress(tuple(due), done)
+
+
 async def build_tutor(
     config: Config,
     lesson: Lesson,
     memory: LearnerMemory,
     publish: Callable[[Event], None],
-    publish_simulation: Callable[[dict], None] | None = None,
+    scene: SceneModels | None = None,
+    *,
+    store: Store | None = None,
+    on_switch: Callable[[LessonStack], None] | None = None,
 ):
-    """The offline lesson tutor, or an LLM tutor that falls back to it; safety-filtered either way.
+    """The lesson's tutors behind a :class:`LessonSwitcher` (any lesson of the folder, by voice); safety-filtered.
 
     A learner turn that rates the previous reply ("thumbs up") is acknowledged
     by :class:`~voice_tutor.dialogue.feedback.FeedbackTutor`, not answered.
 
     ``publish`` receives the events these wrappers produce (fallback notices,
-    safety alerts), without a session id.  ``publish_simulation`` receives the
-    simulation commands an LLM tutor's tools issue (scenes only).
+    safety alerts), without a session id.  ``scene`` names the simulations the
+    learner's scene runs (scenes only).  ``store`` remembers the learner across
+    lessons; ``on_switch`` is told when the learner moves to another lesson.
     """
-    from voice_tutor.dialogue.base import FallbackTutor
     from voice_tutor.dialogue.feedback import FeedbackTutor
-    from voice_tutor.dialogue.lesson_tutor import LessonTutor
     from voice_tutor.dialogue.safety import SafeTutor
 
-    offline = tutor = LessonTutor(lesson, memory)
     if config.llm.base_url:
         from voice_tutor.dialogue.llm import check_endpoint
-        from voice_tutor.dialogue.tools import build_llm_tutor
 
         await check_endpoint(config.llm)
-        tutor = FallbackTutor(
-            build_llm_tutor(config, lesson, memory, offline, publish_simulation=publish_simulation),
-            offline,
-            lambda error: publish(SessionNotice(level="warning", message=f"{error}; the offline tutor answers instead")),
-        )
+    catalogue = Catalogue.load(config.dialogue.lessons_dir)
+    learner = memory.learner.name if memory.learner else None
+
+    async def open_lesson(other: Lesson) -> LessonStack:
+        other_memory = await LearnerMemory.open(other, learner, store)
+        return lesson_tutors(config, other, other_memory, publish, scene)
+
+    async def progress() -> Progress:
+        if store is None or learner is None:
+            return Progress()
+        return await asyncio.to_thread(learner_progress, store, learner, catalogue)
+
+    switcher = LessonSwitcher(catalogue, lesson_tutors(config, lesson, memory, publish, scene), open_lesson,
+                              progress, on_switch)
     moderation_client = None
     if config.llm.base_url and config.llm.moderation:
         import openai
@@ -97,7 +148,7 @@ async def build_tutor(
         moderation_client = openai.AsyncOpenAI(
             base_url=config.llm.base_url, api_key=config.llm.api_key or "not-needed", max_retries=0
         )
-    return SafeTutor(FeedbackTutor(tutor), moderation_client=moderation_client, on_alert=lambda verdict: publish(SafetyAlert(
+    return SafeTutor(FeedbackTutor(switcher), moderation_client=moderation_client, on_alert=lambda verdict: publish(SafetyAlert(
         direction=verdict.source, category=str(verdict.category), severity=verdict.severity,
         excerpt=verdict.redacted_text[:200],
     )))
@@ -144,7 +195,8 @@ class Tutoring:
     seats: dict[str | None, Seat]
     _relay: list[Session] = dataclasses.field(default_factory=list)
     recordings: Path | None = None
-    publish_simulation: Callable[[dict], None] | None = None
+    scene: SceneModels | None = None
+    """The simulations the learners' scene runs (a room of the XR bridge), None without one."""
     _running: Session | None = None
     _joining: dict[str, asyncio.Future[Seat]] = dataclasses.field(default_factory=dict)
 
@@ -154,15 +206,16 @@ class Tutoring:
         config: Config,
         learner_name: str | None = None,
         store: Store | None = None,
-        publish_simulation: Callable[[dict], None] | None = None,
+        scene: SceneModels | None = None,
     ) -> Tutoring:
+        """``scene``: the simulations the learner's scene runs (a room of the XR bridge), None without one."""
         lesson = load_configured_lesson(config)
         recordings = None
         if store is not None and config.privacy.record_audio:
             from voice_tutor.store.recordings import recordings_dir
 
             recordings = recordings_dir(config.privacy.recordings_dir, store.path)
-        tutoring = cls(config, lesson, store, {}, [], recordings, publish_simulation)
+        tutoring = cls(config, lesson, store, {}, [], recordings, scene)
         first = await tutoring._open_seat(learner_name or None)
         if tutoring.recordings is not None and first.remembered:
             from voice_tutor.dialogue.base import PrefacedTutor
@@ -180,8 +233,16 @@ class Tutoring:
             for session in self._relay:
                 session.bus.publish(dataclasses.replace(event, session_id=session.id))
 
-        tutor = await build_tutor(self.config, self.lesson, memory, publish, self.publish_simulation)
-        return Seat(name, memory, tutor)
+        seat = Seat(name, memory, None)
+
+        def follow(stack: LessonStack) -> None:
+            # The learner moved to another lesson: the room's lesson and their record follow.
+            stack.memory.session_id, stack.memory.redact = seat.memory.session_id, seat.memory.redact
+            self.lesson, seat.memory = stack.lesson, stack.memory
+
+        seat.tutor = await build_tutor(self.config, self.lesson, memory, publish, self.scene,
+                                       store=self.store, on_switch=follow)
+        return seat
 
     @property
     def first(self) -> Seat:
@@ -207,7 +268,8 @@ class Tutoring:
             return seat
         first = self.first
         if first.name is None and len(self.seats) == 1:  # opened for "whoever comes": it is theirs
-            self.seats = {name: dataclasses.replace(first, name=name)}
+            first.name = name
+            self.seats = {name: first}
             return self.seats[name]
         if name in self._joining:
             return await asyncio.shield(self._joining[name])

@@ -308,6 +308,27 @@ class Notice(SessionEvent):
     message: Text
 
 
+class LessonEntry(_Model):
+    """A lesson a learner may choose."""
+
+    id: Id
+    title: Label
+    subject: Label = ""
+    level: Label = ""
+
+
+class LessonStarted(SessionEvent):
+    """The room's lesson, sent when a session starts, when it changes and when a learner joins.
+
+    ``available`` lists the lessons a learner may switch to (``choose_lesson``).
+    """
+
+    type: Literal["lesson"] = "lesson"
+    lesson_id: Id
+    title: Label
+    available: Annotated[list[LessonEntry], Field(max_length=256)] = []
+
+
 # --- scene commands (teacher or server -> room) -----------------------------
 
 
@@ -448,6 +469,13 @@ class RateTurn(RoomMessage):
         return rating
 
 
+class ChooseLesson(RoomMessage):
+    """The learner picked another lesson (on a page): the tutor switches to it, as when they ask aloud."""
+
+    type: Literal["choose_lesson"] = "choose_lesson"
+    lesson_id: Id
+
+
 SurveyQuestion = Literal["helpful", "clear", "pace", "enjoyed"]
 """The keys of the store's ``SURVEY_QUESTIONS``."""
 
@@ -480,7 +508,7 @@ SceneCommand = Annotated[
     Field(discriminator="type"),
 ]
 SimCommand = Union[StartSimulation, StopSimulation, SetSimParam]
-LearnerAction = Union[SelectObject, Gaze, Answer, PttStart, PttStop, RateTurn, Survey]
+LearnerAction = Union[SelectObject, Gaze, Answer, PttStart, PttStop, RateTurn, Survey, ChooseLesson]
 SessionEventMessage = Union[
     LearnerSpeechStarted,
     PartialTranscript,
@@ -493,6 +521,7 @@ SessionEventMessage = Union[
     MasteryUpdate,
     Alert,
     Notice,
+    LessonStarted,
 ]
 AnyRoomMessage = Annotated[
     Union[
@@ -545,16 +574,18 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     for cls in (
         Hello, Welcome, Join, Joined, Error, RoomState, MemberJoined, MemberLeft,
         LearnerSpeechStarted, PartialTranscript, FinalTranscript, TutorText, TutorSpeechStarted,
-        TutorSpeechEnded, BargeIn, TurnCompleted, MasteryUpdate, Alert, Notice,
+        TutorSpeechEnded, BargeIn, TurnCompleted, MasteryUpdate, Alert, Notice, LessonStarted,
         LoadScene, Highlight, ShowLabel, SpawnObject, MoveObject, RemoveObject,
         StartSimulation, StopSimulation, SetSimParam, SimState,
-        SelectObject, Gaze, Answer, PttStart, PttStop, RateTurn, Survey, TeacherMessage,
+        SelectObject, Gaze, Answer, PttStart, PttStop, RateTurn, Survey, ChooseLesson, TeacherMessage,
     )
 }  # fmt: skip
 
 SCENE_COMMANDS = frozenset({"load_scene", "highlight", "show_label", "spawn_object", "move_object", "remove_object"})
 SIM_COMMANDS = frozenset({"start_simulation", "stop_simulation", "set_sim_param"})
-LEARNER_ACTIONS = frozenset({"select_object", "gaze", "answer", "ptt_start", "ptt_stop", "rate_turn", "survey"})
+LEARNER_ACTIONS = frozenset({
+    "select_object", "gaze", "answer", "ptt_start", "ptt_stop", "rate_turn", "survey", "choose_lesson",
+})
 PRIVATE_ACTIONS = frozenset({"survey"})
 """Learner actions for the tutor's records only: echoed to their sender, never shown to the room."""
 HANDSHAKE = frozenset({"hello", "join"})
@@ -791,6 +822,8 @@ def event_to_wire(event: ev.Event) -> RoomMessage | AudioChunk | None:
                 message=_clip(f"{event.direction}: {event.category}: {event.excerpt}", 500),
                 code=_clip(event.category, 128),
             )
+        case ev.LessonChanged(lesson_id=lesson_id, title=title):
+            return LessonStarted(**base, lesson_id=_clip(lesson_id, 128), title=_clip(title, 500))
         case ev.SessionNotice(level=level, message=message):
             return Notice(**base, level=_clip(level or "info", 16), message=_clip(message))
         case ev.TutorAudio(samples=samples, sample_rate=rate):

@@ -31,9 +31,14 @@ seam) runs one tutoring :class:`~voice_tutor.session.Session`, exactly as
   turn recorder stores with the rated turn and the session.  A recorded session
   (``[privacy] record_audio``) tells every learner who joins it with a ``notice``
   of level ``recording``.
-* A simulation request of the tutor (a tool call: start a pendulum, make the
-  string longer) becomes ``start_simulation``/``set_sim_param`` on the room,
-  which runs it and streams its state to every member.
+* A simulation request of the tutor (a lesson rule's action or an LLM tool
+  call: start a pendulum, make the string longer; a
+  :class:`~voice_tutor.events.SimulationRequested` on the session's bus) becomes
+  ``start_simulation``/``set_sim_param`` on the room, which runs it and streams
+  its state to every member.
+* The room's lesson goes out as a ``lesson`` message (with the lessons a learner
+  may choose) when the session starts, when it changes and when a learner
+  joins; a learner's ``choose_lesson`` switches it as asking aloud does.
 """
 
 from __future__ import annotations
@@ -58,10 +63,12 @@ from voice_tutor.audio.sinks import PcmSink
 from voice_tutor.audio.sources import PcmSource
 from voice_tutor.audio.vad import SAMPLE_RATE
 from voice_tutor.config import Config
+from voice_tutor.learning.catalogue import Catalogue, short_title
 from voice_tutor.store.recordings import NOTICE as RECORDING_NOTICE
 
 from . import protocol as p
 from .server import Room
+from .simulations import scene_models
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +215,9 @@ class VoiceRoom:
         self._seen_learners: set[str] = set()
         self._told_recording: set[str] = set()
         """Learners (client ids) told that this session is recorded."""
+        self.catalogue = Catalogue.load(config.dialogue.lessons_dir)
+        self._told_lesson: set[str] = set()
+        """Learners (client ids) told the room's lesson."""
         self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._main(), name=f"voice room {room.id}")]
 
     # --- the RoomSession seam ----------------------------------------------------------
@@ -262,6 +272,8 @@ class VoiceRoom:
             case p.Survey(answers=answers, comment=comment):
                 self._feedback(ev.SurveyAnswered(answers=dict(answers), comment=(comment or "").strip() or None,
                                                  learner=client.name))
+            case p.ChooseLesson(lesson_id=lesson_id):
+                await self._choose_lesson(client, lesson_id)
 
     def _feedback(self, event: ev.Event) -> None:
         """Hand a learner's rating or survey to the session (its recorder stores it), if one runs."""
@@ -308,6 +320,7 @@ class VoiceRoom:
         self._latest_utterance = 0
         self._alerts = _AlertTracker(self._alerts.rules)
         self._told_recording.clear()
+        self._told_lesson.clear()
 
     async def close(self) -> None:
         if self._closed:
@@ -367,9 +380,7 @@ class VoiceRoom:
     async def _start(self, first: p.Member) -> None:
         from voice_tutor.tutoring import Tutoring
 
-        self.tutoring = await Tutoring.open(
-            self.config, first.name, self.store, publish_simulation=self.request_simulation
-        )  # the LLM tutor's simulation tools publish through request_simulation
+        self.tutoring = await Tutoring.open(self.config, first.name, self.store, scene=scene_models())
         sink = PcmSink(self._send_tutor_audio, self.models.synthesizer.sample_rate)
         self.session = session = self.tutoring.session(self.models, self._source, sink)
         session.set_speaker(first.name)
@@ -389,7 +400,7 @@ class VoiceRoom:
             queue.put_nowait(_TutorPcm(pcm, sample_rate))
 
     def request_simulation(self, request: Mapping[str, Any]) -> None:
-        """The tutor's ``publish_simulation`` callback (``dialogue.tools``): a dict like the bridge's messages.
+        """A simulation request as a dict like the bridge's messages (or a tool call), from outside the session.
 
         Applied to the room in order with the session's events; the room runs
         the simulation and streams its state to every member.
@@ -432,6 +443,9 @@ class VoiceRoom:
                 if self.floor.holder is not None and not self.floor.ptt:
                     self._release(end_turn=False)  # the turn is over: the floor is free again
         wire = p.event_to_wire(event)
+        if isinstance(wire, p.LessonStarted):
+            wire = wire.model_copy(update={"available": self._lesson_entries()})
+            self._told_lesson = {m.client_id for m in self.room.members if m.role == "learner"}
         derived: list[p.Alert] = []
         if isinstance(event, ev.MasteryUpdated) and isinstance(wire, p.MasteryUpdate):
             previous, derived = self._alerts.assessed(event, wire)
@@ -482,6 +496,10 @@ class VoiceRoom:
             if learners - self._told_recording and getattr(self.tutoring, "recording", False):
                 self._told_recording |= learners
                 await self._notice(p.RECORDING, RECORDING_NOTICE)
+            self._told_lesson &= learners
+            if learners - self._told_lesson and self.tutoring is not None:
+                self._told_lesson |= learners
+                await self._announce_lesson()
             holder = self.floor.holder
             if holder is not None and holder.client_id not in present:
                 self._release(end_turn=True)
@@ -561,6 +579,36 @@ class VoiceRoom:
         uid = session.submit_text(text, speaker=client.name)
         if uid is not None:
             self._speakers[uid] = client
+
+    # --- the lesson ------------------------------------------------------------------------
+
+    def _lesson_entries(self) -> list[p.LessonEntry]:
+        return [p.LessonEntry(id=lesson.id, title=lesson.title[:500], subject=lesson.subject[:500],
+                              level=lesson.level[:500]) for lesson in self.catalogue.lessons[:256]]
+
+    async def _announce_lesson(self) -> None:
+        """Tell the room its lesson and the lessons it may switch to (a page shows its picker from this)."""
+        tutoring, session = self.tutoring, self.session
+        if tutoring is None or session is None:
+            return
+        with contextlib.suppress(Exception):
+            await self.room.publish(p.LessonStarted(
+                session_id=session.id[:128], t=time.monotonic(), lesson_id=tutoring.lesson.id,
+                title=tutoring.lesson.title[:500], available=self._lesson_entries(),
+            ))
+
+    async def _choose_lesson(self, client: p.Member, lesson_id: str) -> None:
+        """A lesson picked on a page becomes the learner's request for it, exactly as if said aloud."""
+        lesson = self.catalogue.get(lesson_id)
+        if lesson is None:
+            known = ", ".join(entry.id for entry in self.catalogue.lessons)
+            await self._notice("warning", f"there is no lesson {lesson_id!r} (known: {known})")
+            return
+        if self.tutoring is not None and self.tutoring.lesson.id == lesson.id:
+            return  # already the room's lesson
+        if self.floor.holder is not None and not self.floor.holds(client):
+            return  # someone else is speaking
+        await self._answer(client, f"Let's do {short_title(lesson)}.")
 
     async def _notice(self, level: str, message: str) -> None:
         with contextlib.suppress(Exception):

@@ -65,6 +65,7 @@ const page = (window.tutorPage = {
   survey: null, // "open", then "answered" or "skipped"
   surveysEchoed: 0,
   finished: false,
+  lesson: null, // the room's lesson id (of the latest "lesson" message)
   debug: {},
 });
 
@@ -691,6 +692,11 @@ function onMessage(message) {
         surveyEchoed?.();
       }
       break;
+    case "lesson":
+      showLesson(message);
+      break;
+    case "choose_lesson":
+      break; // the tutor answers with the new lesson's "lesson" message and opening
     case "teacher_message":
       if (message.kind === "hint") captions.line("teacher hint", isLearner ? "Hint from your teacher" : "Teacher (hint)", message.text);
       else captions.line("teacher", "Teacher", message.text);
@@ -887,6 +893,32 @@ function finished() {
 
 // --- talking ---------------------------------------------------------------------------------------
 
+// --- the lesson and its picker ------------------------------------------------------------------
+// The room says its lesson (and the lessons a learner may switch to) in a "lesson" message; a learner
+// picks another one here, which the tutor takes as if they had asked for it aloud.
+
+function showLesson(message) {
+  page.lesson = message.lesson_id;
+  $("lesson-title").textContent = message.title;
+  const picker = $("lesson-picker");
+  if (message.available.length) {
+    picker.replaceChildren(...message.available.map((entry) => {
+      const option = new Option(entry.level ? `${entry.title} (${entry.level})` : entry.title, entry.id);
+      option.selected = entry.id === message.lesson_id;
+      return option;
+    }));
+  }
+  const choosing = isLearner && message.available.length > 1; // learners switch here; others see the lesson
+  picker.hidden = !choosing;
+  $("lesson-title").hidden = choosing;
+  $("lesson-choice").hidden = false;
+}
+
+function chooseLesson() {
+  const lessonId = $("lesson-picker").value;
+  if (lessonId && lessonId !== page.lesson) bridge.send({ type: "choose_lesson", lesson_id: lessonId });
+}
+
 function onMicFrame(samples, rate) {
   if (bridge.sendAudio(samples, rate)) {
     page.mic.frames += 1;
@@ -934,6 +966,7 @@ function enableControls() {
 }
 
 function wireControls() {
+  $("lesson-picker").addEventListener("change", chooseLesson);
   const talk = $("talk");
   talk.addEventListener("pointerdown", (event) => {
     talk.setPointerCapture?.(event.pointerId);

@@ -29,6 +29,20 @@ from voice_tutor.learning.planner import knowledge_gaps, next_question, recommen
 
 _PRAISE = ["That's right!", "Yes, well done!", "Correct, nice work!", "Exactly right!"]
 
+DEFAULT_ACTIONS = {
+    "does_not_understand": "give_hint",
+    "asks_for_answer_twice": "worked_example",
+    "wrong_twice": "give_hint",
+    "off_topic": "steer_back",
+    "upset": "encourage",
+    "asks_question": "answer_from_lesson",
+}
+"""What the tutor does on a trigger when the lesson has no rule for it, or a rule without an action."""
+_DEFAULT_SAY = {
+    "off_topic": "Let's stay with our question.",
+    "upset": "It's okay, this is hard, and you're doing well to keep going.",
+}
+
 
 @dataclass
 class _Attempt:
@@ -51,9 +65,12 @@ def _join(*parts: str | None) -> str:
 class LessonTutor:
     name = "offline lesson tutor"
 
-    def __init__(self, lesson: Lesson, memory: LearnerMemory | None = None):
+    def __init__(self, lesson: Lesson, memory: LearnerMemory | None = None, *, scene: SceneModels | None = None):
+        """``scene``: the simulations the learner's scene runs (None: no scene, as in ``voice-tutor talk``)."""
         self.lesson = lesson
         self.memory = memory or LearnerMemory(lesson, None, None)
+        self.scene = scene
+        self._recommended: set[str] = set()
         self._qa = LessonQA(lesson)
         self._attempt: _Attempt | None = None
         self.finished = False
@@ -107,10 +124,75 @@ class LessonTutor:
         intro = self.lesson.review_intro if plan.reason == "review" else None
         return _join(intro.format(name=name) if intro else None, plan.question.prompt)
 
-    def _rule(self, trigger: str) -> str | None:
-        skill = self.current.skill if self.current else None
-        rule = self.lesson.rule_for(trigger, skill)
-        return rule.say if rule else None
+    async def _rule(self, trigger: str, attempt: _Attempt, context: DialogueContext, text: str = "") -> str:
+        """The lesson's rule for ``trigger``: its words, then its action carried out.
+
+        Without a rule (or a rule without an action) the trigger's usual move
+        (:data:`DEFAULT_ACTIONS`) is made.
+        """
+        rule = self.lesson.rule_for(trigger, attempt.question.skill)
+        say = rule.say if rule else _DEFAULT_SAY.get(trigger)
+        action = rule.action if rule and rule.action else DEFAULT_ACTIONS[trigger]
+        if action == "answer_from_lesson":
+            result = self._qa.answer(text, withhold=[attempt.question.id])  # never the answer being worked on
+            if result.text is None:
+                return _join("That's a good question, and I don't know the answer from this lesson.",
+                             "Let's get back to ours:", attempt.question.prompt)
+            return _join(say, result.text, "Now, back to our question:", attempt.question.prompt)
+        if action == "start_simulation":
+            started = self._start_simulation(attempt, context)
+            if started is None:  # no scene here: never promise what nobody will see
+                return _join(self._resource_line(attempt, prefer_simulation=True), attempt.question.prompt)
+            return _join(say, "Then tell me:", attempt.question.prompt)
+        return _join(say, await self._carry_out(action, attempt, context, reveal_when_out=trigger == "wrong_twice"))
+
+    async def _carry_out(self, action: str, attempt: _Attempt, context: DialogueContext, *,
+                         reveal_when_out: bool) -> str:
+        """What the tutor says after a rule's words to carry out a teaching move."""
+        question = attempt.question
+        if action in ("give_hint", "explain_with_analogy"):  # an analogy is tied back with the next hint
+            if reveal_when_out and attempt.hints >= len(question.hints):
+                return await self._reveal(attempt, context, verdict="incorrect")
+            return self._hint_or_explain(attempt)
+        if action == "worked_example":
+            if self._must_withhold(attempt):
+                return _join("Let's work it out together.", self._hint_or_explain(attempt))
+            return await self._reveal(attempt, context)
+        if action == "encourage":
+            return self._hint_or_explain(attempt) if attempt.hints < len(question.hints) else question.prompt
+        if action == "recommend_resource":
+            return _join(self._resource_line(attempt), "Now, back to our question:", question.prompt)
+        return question.prompt  # steer_back
+
+    def _start_simulation(self, attempt: _Attempt, context: DialogueContext) -> Resource | None:
+        """Start the scene simulation for the question's skill; None when this session has no scene for it."""
+        if self.scene is None:
+            return None
+        for resource in self._skill_resources(attempt):
+            if resource.simulation is None:
+                continue
+            try:
+                check_scene_parameters(self.scene, resource.simulation, resource.parameters)
+            except SceneError:
+                continue
+            context.publish(start_simulation(resource, context.session_id))
+            return resource
+        return None
+
+    def _skill_resources(self, attempt: _Attempt) -> list[Resource]:
+        skill = attempt.question.skill
+        return self.lesson.resources_for(skill) if skill else list(self.lesson.resources)
+
+    def _resource_line(self, attempt: _Attempt, *, prefer_simulation: bool = False) -> str | None:
+        """A resource for the question's skill to try later, one not recommended yet first."""
+        resources = [r for r in self._skill_resources(attempt) if r.simulation is None] or self._skill_resources(attempt)
+        if prefer_simulation:
+            resources = [r for r in resources if r.kind == "simulation"] or resources
+        if not resources:
+            return None
+        resource = next((r for r in resources if r.id not in self._recommended), resources[0])
+        self._recommended.add(resource.id)
+        return f"Have a look at \"{resource.title}\" later; it shows this well."
 
     async def _reply(self, text: str, context: DialogueContext) -> str:
         attempt = self._attempt
@@ -146,12 +228,12 @@ class LessonTutor:
             case Intent.REQUEST:
                 return await self._on_request(attempt, heard, context)
             case Intent.QUESTION:
-                return self._answer_question(attempt, text)
+                return await self._rule("asks_question", attempt, context, text)
             case Intent.FEEDBACK:
                 return _join("Thank you for telling me.", "Back to our question:", question.prompt)
             case Intent.SOCIAL:
                 return _join("Whenever you're ready:", question.prompt)
-        return _join(self._rule("off_topic") or "Let's stay with our question.", question.prompt)
+        return await self._rule("off_topic", attempt, context)
 
     async def _grade(self, attempt: _Attempt, heard: Understanding, context: DialogueContext) -> str:
         question = attempt.question
@@ -171,15 +253,14 @@ class LessonTutor:
         if heard.request is Request.SLOWER:
             return _join("Of course. Here it is again:", question.prompt)
         if heard.trigger == "upset":
-            return _join(self._rule("upset") or "It's okay, this is hard, and you're doing well to keep going.",
-                         self._hint_or_explain(attempt) if attempt.hints < len(question.hints) else question.prompt)
+            return await self._rule("upset", attempt, context)
         if heard.trigger == "asks_for_answer" or heard.request is Request.SKIP:
             attempt.answer_requests += 1
             if attempt.answer_requests >= 2 and not self._must_withhold(attempt):
-                return await self._reveal(attempt, context, self._rule("asks_for_answer_twice"))
+                return await self._rule("asks_for_answer_twice", attempt, context)
             return _join("Let's work it out together.", self._hint_or_explain(attempt))
         if heard.trigger == "does_not_understand":
-            return _join(self._rule("does_not_understand"), self._hint_or_explain(attempt))
+            return await self._rule("does_not_understand", attempt, context)
         return await self._hint_or_reveal(attempt, context)
 
     def _ask_to_choose(self, heard: Understanding) -> str:
@@ -228,9 +309,10 @@ class LessonTutor:
             if check_answer(text, misconception.answers, question.kind, self.lesson.answer_language).correct:
                 feedback = f"Not quite. {misconception.feedback}"
                 break
-        encouragement = self._rule("wrong_twice") if attempt.wrong == 2 else None
+        if attempt.wrong == 2:
+            return _join(feedback, await self._rule("wrong_twice", attempt, context))
         if attempt.hints < len(question.hints):
-            return _join(feedback, encouragement, self._hint_or_explain(attempt))
+            return _join(feedback, self._hint_or_explain(attempt))
         return _join(feedback, await self._reveal(attempt, context, verdict="incorrect"))
 
     async def _hint_or_reveal(self, attempt: _Attempt, context: DialogueContext) -> str:
@@ -251,14 +333,6 @@ class LessonTutor:
                       *, verdict: str = "revealed") -> str:
         await self._resolve(attempt, context, verdict)
         return _join(lead, attempt.question.explanation, self._next_with_transition(context))
-
-    def _answer_question(self, attempt: _Attempt, text: str) -> str:
-        # Never give away the answer to the question the learner is working on.
-        result = self._qa.answer(text, withhold=[attempt.question.id])
-        if result.text is None:
-            return _join("That's a good question, and I don't know the answer from this lesson.",
-                         "Let's get back to ours:", attempt.question.prompt)
-        return _join(self._rule("asks_question"), result.text, "Now, back to our question:", attempt.question.prompt)
 
     async def _resolve(self, attempt: _Attempt, context: DialogueContext, verdict: str) -> MasteryChange:
         """Record the question's outcome (the learner's words of this turn, hints, first try) and publish it."""

@@ -41,6 +41,28 @@ FIELD_CHARS = 400
 """A single free-text field (a goal, an explanation) is clipped to this."""
 _LIST_ITEMS = 40
 """At most this many skills or goals are listed in the learner part."""
+_RULE_ITEMS = 12
+"""At most this many lesson rules are shown (the current skill's first), their words clipped to ``_RULE_CHARS``."""
+_RULE_CHARS = 240
+
+_TRIGGER_WORDS = {
+    "does_not_understand": "says they don't understand",
+    "asks_for_answer_twice": "asks for the answer a second time on one question",
+    "wrong_twice": "answers wrong twice in a row",
+    "off_topic": "talks about something else",
+    "upset": "is upset or says they are bad at this",
+    "asks_question": "asks a question of their own",
+}
+_ACTION_WORDS = {
+    "explain_with_analogy": "give that analogy, then the next hint",
+    "worked_example": "work through the question's explanation step by step (after every hint if Socratic)",
+    "give_hint": "call give_hint and say the hint",
+    "steer_back": "ask the current question again",
+    "encourage": "encourage them, then give the next hint",
+    "answer_from_lesson": "answer from the lesson content, then return to the question",
+    "recommend_resource": "call recommend_resource for the skill and suggest it",
+    "start_simulation": "call start_simulation to start the scene simulation",
+}
 
 SPEECH_RULES = (
     "Your words are spoken aloud: answer in one to three short sentences, no lists, no markdown, "
@@ -92,6 +114,24 @@ def _tool_rules(tools: Collection[str]) -> str:
             "set_simulation_parameter to change it while it runs (for example a pendulum's length)."
         )
     return " ".join(rules)
+
+
+def _rules(lesson: Lesson, current: Question | None, tools: Collection[str]) -> list[str]:
+    """The lesson's rules, as promises the tutor must keep: the current skill's first, bounded."""
+    skill = current.skill if current is not None else None
+    rules = [rule for rule in lesson.rules if rule.skill in (None, skill)]
+    rules = [rule for rule in rules if lesson.rule_for(rule.when, skill) is rule][:_RULE_ITEMS]  # the rule that wins
+    if not rules:
+        return []
+    lines = ["LESSON RULES (when the learner does this, say this in your own words and do it):"]
+    for rule in rules:
+        action = _ACTION_WORDS.get(rule.action or "", "")
+        if rule.action == "start_simulation" and "start_simulation" not in tools:
+            action = "no scene is shown here, so suggest a simulation resource instead of promising one"
+        scope = f" (skill {rule.skill})" if rule.skill else ""
+        lines.append(f"- If the learner {_TRIGGER_WORDS[rule.when]}{scope}: say \"{_clip(rule.say, _RULE_CHARS)}\""
+                     + (f"; then {action}." if action else "."))
+    return lines
 
 
 def _profile(memory: LearnerMemory | None, learner_name: str | None) -> list[str]:
@@ -259,6 +299,9 @@ def lesson_system_prompt(
     current_lines = _current(lesson, state, current, finished)
     if current_lines:
         head += ["", *current_lines]
+    rule_lines = _rules(lesson, current, tools)
+    if rule_lines:
+        head += ["", *rule_lines]
     fixed = "\n".join(head)
     if len(fixed) > max_chars - 200:  # the learner part is clipped field by field; this is a last guard
         fixed = fixed[: max_chars - 201] + "…"

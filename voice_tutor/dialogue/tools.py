@@ -45,11 +45,12 @@ Arguments are validated against each tool's JSON schema (types, enums, ranges,
 unknown names); a bad call gets ``{"ok": false, "error": ...}`` as its result,
 which the model sees in the follow-up, and changes nothing.
 
-Simulations: until ``voice_tutor.events`` has an event for them,
-``start_simulation`` and ``set_simulation_parameter`` hand a plain dict shaped
-like the bridge's ``start_simulation`` / ``set_sim_param`` messages to the
-``publish_simulation`` callback; without one, or in a lesson with no scene
-simulation, those tools are not offered.
+Simulations: ``start_simulation`` and ``set_simulation_parameter`` publish a
+:class:`~voice_tutor.events.SimulationRequested` on the session's bus, the same
+event a lesson rule's ``start_simulation`` action makes the offline tutor publish
+(``dialogue.rule_actions``), and the scene runs it.  They are offered only with
+a ``scene`` (the models it runs and their parameter ranges, handed in by whoever
+shows it) and a lesson with a scene simulation.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import openai
@@ -68,6 +69,13 @@ from voice_tutor.dialogue.base import DialogueContext, DialogueUnavailable, Tuto
 from voice_tutor.dialogue.lesson_tutor import LessonTutor
 from voice_tutor.dialogue.llm import OPENING_REQUEST, ChatTutor, ToolCall
 from voice_tutor.dialogue.prompts import DEFAULT_MAX_CHARS, lesson_system_prompt
+from voice_tutor.dialogue.rule_actions import (
+    SceneError,
+    SceneModels,
+    check_scene_parameters,
+    set_simulation_parameter,
+    start_simulation,
+)
 from voice_tutor.events import MasteryUpdated
 from voice_tutor.learning.lessons import Lesson, Question, Resource
 from voice_tutor.learning.mastery import is_mastered
@@ -77,7 +85,6 @@ from voice_tutor.learning.planner import next_question
 log = logging.getLogger(__name__)
 
 ToolResult = dict[str, Any]
-PublishSimulation = Callable[[dict[str, Any]], object]
 
 DEFAULT_MAX_TOOL_ROUNDS = 2
 """Replies per learner turn whose tool calls run (each followed by one more request)."""
@@ -158,32 +165,6 @@ def validate_arguments(schema: dict, arguments: dict[str, Any]) -> dict[str, Any
     if missing:
         raise ToolArgumentError(f"{function['name']} needs {', '.join(missing)}")
     return {name: _check_value(name, value, properties[name]) for name, value in arguments.items()}
-
-
-def _scene_parameter_ranges(model: str) -> dict[str, tuple[float, float, float]] | None:
-    """The bridge's (default, min, max) per parameter of ``model``, or None if the bridge is not installed.
-
-    The bridge's simulations are the one source of truth for their parameters.
-    """
-    try:
-        from xr_bridge.simulations import MODELS
-    except ImportError:  # pragma: no cover - the bridge ships with the tutor
-        return None
-    if model not in MODELS:
-        raise ToolArgumentError(f"the scene has no simulation model {model!r} (it has: {', '.join(sorted(MODELS))})")
-    return dict(MODELS[model].PARAMS)
-
-
-def _check_scene_parameters(model: str, parameters: dict[str, float]) -> None:
-    ranges = _scene_parameter_ranges(model)
-    if ranges is None:
-        return
-    for name, value in parameters.items():
-        if name not in ranges:
-            raise ToolArgumentError(f"simulation {model!r} has no parameter {name!r}; it has {', '.join(sorted(ranges))}")
-        _, low, high = ranges[name]
-        if not low <= value <= high:
-            raise ToolArgumentError(f"simulation {model!r} parameter {name!r} must be within [{low:g}, {high:g}], not {value:g}")
 
 
 def _error(message: str) -> ToolResult:
@@ -267,14 +248,14 @@ class LessonTools:
     """The tools an LLM tutor may call in one lesson, with real effects on the learner's memory and scene."""
 
     def __init__(self, lesson: Lesson, memory: LearnerMemory, offline: LessonTutor,
-                 *, publish_simulation: PublishSimulation | None = None):
+                 *, scene: SceneModels | None = None):
         if offline.lesson is not lesson or offline.memory is not memory:
             raise ValueError("the offline tutor must teach the same lesson from the same learner memory")
         self.lesson = lesson
         self.memory = memory
         self.cursor = QuestionCursor(offline)
         self._offline = offline
-        self._publish_simulation = publish_simulation
+        self._scene_models = scene
         self._scene = {r.id: r for r in lesson.resources if r.simulation is not None}
         self._running: dict[str, dict[str, float]] = {}
         self._recommended: set[str] = set()
@@ -331,7 +312,7 @@ class LessonTools:
                 {"skill_id": {"type": "string", "enum": skill_ids, "description": "The skill to help with."}},
                 ["skill_id"],
             ))
-        if self._scene and self._publish_simulation is not None:
+        if self._scene and self._scene_models is not None:
             simulation = {"type": "string", "enum": sorted(self._scene),
                           "description": "Which of the lesson's scene simulations."}
             schemas += [
@@ -444,6 +425,12 @@ class LessonTools:
             result["note"] = f"Call start_simulation with simulation {resource.id!r} to show it in the scene."
         return result
 
+    def _check_scene(self, model: str, parameters: dict[str, float]) -> None:
+        try:
+            check_scene_parameters(self._scene_models or {}, model, parameters)
+        except SceneError as error:
+            raise ToolArgumentError(str(error)) from None
+
     def _scene_resource(self, name: str) -> Resource:
         resource = self._scene.get(name)
         if resource is None:  # the enum already says so; kept for callers that bypass validation
@@ -452,12 +439,11 @@ class LessonTools:
 
     async def _start_simulation(self, arguments: dict[str, Any], context: DialogueContext) -> ToolResult:
         resource = self._scene_resource(arguments["simulation"])
-        parameters = {**resource.parameters, **arguments.get("parameters", {})}
-        _check_scene_parameters(resource.simulation, parameters)
-        command = {"type": "start_simulation", "session_id": context.session_id, "sim_id": resource.id,
-                   "model": resource.simulation, "params": parameters}
-        self._publish_simulation(command)
-        self._running[resource.id] = dict(parameters)  # the published command is not changed later
+        request = start_simulation(resource, context.session_id, arguments.get("parameters", {}))
+        parameters = request.parameters
+        self._check_scene(resource.simulation, parameters)
+        context.publish(request)
+        self._running[resource.id] = dict(parameters)  # the published request is not changed later
         return {"ok": True, "started": {"simulation": resource.id, "model": resource.simulation,
                                         "parameters": parameters}}
 
@@ -466,9 +452,8 @@ class LessonTools:
         if resource.id not in self._running:
             raise ToolArgumentError(f"simulation {resource.id!r} is not running; call start_simulation first")
         name, value = arguments["name"], arguments["value"]
-        _check_scene_parameters(resource.simulation, {name: value})
-        self._publish_simulation({"type": "set_sim_param", "session_id": context.session_id,
-                                  "sim_id": resource.id, "model": resource.simulation, "name": name, "value": value})
+        self._check_scene(resource.simulation, {name: value})
+        context.publish(set_simulation_parameter(resource, context.session_id, name, value))
         self._running[resource.id][name] = value
         return {"ok": True, "simulation": resource.id, "parameters": dict(self._running[resource.id])}
 
@@ -527,7 +512,7 @@ class GroundedChatTutor(ChatTutor):
         memory: LearnerMemory,
         offline: LessonTutor,
         *,
-        publish_simulation: PublishSimulation | None = None,
+        scene: SceneModels | None = None,
         client: openai.AsyncOpenAI | None = None,
         history_turns: int = 8,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
@@ -537,7 +522,7 @@ class GroundedChatTutor(ChatTutor):
             raise ValueError(f"max_tool_rounds must be at least 1, not {max_tool_rounds}")
         self.lesson = lesson
         self.memory = memory
-        self.toolbox = LessonTools(lesson, memory, offline, publish_simulation=publish_simulation)
+        self.toolbox = LessonTools(lesson, memory, offline, scene=scene)
         self.cursor = self.toolbox.cursor
         self.max_tool_rounds = max_tool_rounds
         self.prompt_max_chars = prompt_max_chars
@@ -637,13 +622,13 @@ def build_llm_tutor(
     memory: LearnerMemory,
     offline: LessonTutor,
     *,
-    publish_simulation: PublishSimulation | None = None,
+    scene: SceneModels | None = None,
 ) -> Tutor:
     """The LLM tutor of ``config.llm``, grounded in ``lesson`` and ``memory``, sharing ``offline``'s progress.
 
     Wrap it in ``FallbackTutor(..., offline, ...)``: the offline tutor must be
     the same object, so a failing endpoint hands over the same question.
-    ``publish_simulation`` receives the simulation commands (plain dicts, see
-    the module's docstring); without it the simulation tools are not offered.
+    ``scene`` names the simulations the learner's scene runs; without it the
+    simulation tools are not offered.
     """
-    return GroundedChatTutor(config.llm, lesson, memory, offline, publish_simulation=publish_simulation)
+    return GroundedChatTutor(config.llm, lesson, memory, offline, scene=scene)

@@ -63,6 +63,8 @@ Action = Literal[
     "recommend_resource",
     "start_simulation",
 ]
+ACTIONS: tuple[str, ...] = get_args(Action)
+"""What a rule may make the tutor do; both tutors carry out each one (``dialogue.rule_actions``)."""
 
 
 class _Strict(BaseModel):
@@ -172,6 +174,15 @@ class Rule(_Strict):
     skill: Id | None = None
     """Applies only while this skill is practised; rules without one apply throughout."""
 
+    @field_validator("action", mode="before")
+    @classmethod
+    def _known_action(cls, action):
+        """Name the action that no tutor could carry out, rather than only list the allowed ones."""
+        if isinstance(action, str) and action.strip() not in ACTIONS:
+            raise _Problems([((), f"unknown action {action.strip()!r}: no tutor can carry it out "
+                                  f"(allowed: {', '.join(ACTIONS)})")])
+        return action
+
 
 def _check_placeholders(text: str | None) -> str | None:
     """Only ``{name}`` may be filled in; anything else would fail when the tutor speaks."""
@@ -213,6 +224,8 @@ class Lesson(_Strict):
     skills: list[Skill] = Field(default_factory=list)
     resources: list[Resource] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    prerequisites: list[Id] = Field(default_factory=list)
+    """Ids of lessons to finish first; the tutor offers this lesson after them (checked by ``catalogue``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -293,10 +306,36 @@ class Lesson(_Strict):
                 scope = f" for skill {rule.skill!r}" if rule.skill else ""
                 problems.append((("rules", i), f"a second rule for {rule.when!r}{scope}"))
             seen_rules.add((rule.when, rule.skill))
+            problem = self._action_problem(rule)
+            if problem:
+                problems.append((("rules", i, "action"), problem))
+
+        for i, lesson_id in enumerate(self.prerequisites):
+            if lesson_id == self.id:
+                problems.append((("prerequisites", i), "a lesson is not its own prerequisite"))
 
         if problems:
             raise _Problems(problems)
         return self
+
+    def _action_problem(self, rule: Rule) -> str | None:
+        """Why the tutor could not carry out ``rule``'s action in this lesson, or None."""
+        scope = f" for skill {rule.skill!r}" if rule.skill else ""
+        if rule.action not in ("start_simulation", "recommend_resource"):
+            return None
+        resources = self.resources_for_rule(rule)
+        if rule.action == "recommend_resource" and not resources:
+            return f"recommend_resource needs a resource{scope} to recommend (a [[resources]] tagged with it)"
+        if rule.action == "start_simulation" and not any(r.simulation for r in resources):
+            return (f"start_simulation needs a simulation the scene runs{scope} "
+                    "(a [[resources]] with `simulation` tagged with it)")
+        return None
+
+    def resources_for_rule(self, rule: Rule) -> list[Resource]:
+        """The resources a rule's action may use: its skill's, or the whole lesson's for a general rule."""
+        if rule.skill is None:
+            return list(self.resources)
+        return [r for r in self.resources if rule.skill in r.skills]
 
     def is_socratic(self, question: Question) -> bool:
         return self.socratic if question.socratic is None else question.socratic

@@ -28,6 +28,7 @@ from pathlib import Path
 from voice_tutor.events import (
     Event,
     FinalTranscript,
+    LessonChanged,
     SurveyAnswered,
     TurnCompleted,
     TurnRated,
@@ -118,6 +119,11 @@ class TurnRecorder:
                     await asyncio.to_thread(self._store.set_rating, self._tutor_turns[turn_id], event.rating)
                 case TurnRated(turn_id=turn_id):
                     self._pending_ratings[turn_id] = event.rating
+                case LessonChanged(lesson_id=lesson_id) if lesson_id != self._lesson_id:
+                    # A stored session is one lesson's: end it and go on in a new one for the next lesson.
+                    await asyncio.to_thread(self._store.end_session, self.session_id)
+                    self._lesson_id = lesson_id
+                    self.session_id = await asyncio.to_thread(self._store.start_session, self._learner, lesson_id)
                 case SurveyAnswered():
                     await asyncio.to_thread(
                         self._store.add_survey, self.session_id, dict(event.answers), self._redact(event.comment)

@@ -19,4 +19,9 @@ def create(model: str, params: Mapping[str, float] | None = None) -> Simulation:
     return MODELS[model](params)
 
 
-__all__ = ["MODELS", "Pendulum", "Projectile", "Simulation", "SimulationRunner", "create"]
+__all__ = ["MODELS", "Pendulum", "Projectile", "Simulation", "SimulationRunner", "create", "scene_models"]
+
+
+def scene_models() -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Each model's parameters as (default, min, max): what the tutors are told the scene runs."""
+    return {name: dict(model.PARAMS) for name, model in MODELS.items()}
