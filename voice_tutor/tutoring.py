@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from voice_tutor.config import Config
-from voice_tutor.events import Event, SafetyAlert, SessionNotice, TurnCompleted
+from voice_tutor.events import Event, SafetyAlert, TurnCompleted, TutorFallback
 from voice_tutor.learning.lessons import Lesson, find_lesson, load_lesson
 from voice_tutor.learning.memory import LearnerMemory
 from voice_tutor.session import Session, SpeechModels
@@ -70,14 +70,21 @@ async def build_tutor(
 
     offline = tutor = LessonTutor(lesson, memory)
     if config.llm.base_url:
-        from voice_tutor.dialogue.llm import check_endpoint
+        from voice_tutor.dialogue.base import CircuitBreaker
+        from voice_tutor.dialogue.llm import check_endpoint, discover_context_tokens
         from voice_tutor.dialogue.tools import build_llm_tutor
 
         await check_endpoint(config.llm)
+        context_tokens = config.llm.context_tokens or await discover_context_tokens(config.llm)
+        llm = build_llm_tutor(config, lesson, memory, offline, publish_simulation=publish_simulation,
+                              context_tokens=context_tokens)
         tutor = FallbackTutor(
-            build_llm_tutor(config, lesson, memory, offline, publish_simulation=publish_simulation),
+            llm,
             offline,
-            lambda error: publish(SessionNotice(level="warning", message=f"{error}; the offline tutor answers instead")),
+            lambda error: publish(TutorFallback(kind=error.kind, reason=str(error),
+                                                backend=llm.name)),
+            breaker=CircuitBreaker(llm.probe, failures_to_open=config.llm.breaker_failures,
+                                   cooldown_s=config.llm.breaker_cooldown_s),
         )
     moderation_client = None
     if config.llm.base_url and config.llm.moderation:

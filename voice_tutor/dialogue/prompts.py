@@ -94,6 +94,15 @@ def _tool_rules(tools: Collection[str]) -> str:
     return " ".join(rules)
 
 
+def instructions(tools: Collection[str] = ()) -> str:
+    """The prompt's rules (how to speak, how to use ``tools``): words the tutor must never say back.
+
+    The speech filter drops a reply sentence that repeats them; the lesson's
+    own content is not here, because the tutor must say its questions.
+    """
+    return " ".join([SPEECH_RULES, _tool_rules(tools), *_PACE.values()])
+
+
 def _profile(memory: LearnerMemory | None, learner_name: str | None) -> list[str]:
     learner = memory.learner if memory is not None else None
     if learner is None:
