@@ -285,6 +285,42 @@ def test_tool_call_fragments_assemble_into_complete_calls():
     ]
 
 
+def test_names_and_ids_repeated_in_every_fragment_are_not_concatenated():
+    """llama-cpp-python sends the id and the whole name again with each piece of the arguments."""
+    calls = ToolCallAccumulator()
+    for piece in ['{"ans', 'wer": ', "12}"]:
+        calls.add([fragment(0, call_id="call_x", name="show_hint", arguments=piece)])
+    assert calls.calls() == [ToolCall(id="call_x", name="show_hint", arguments={"answer": 12})]
+
+
+def test_a_name_split_across_fragments_is_joined():
+    calls = ToolCallAccumulator()
+    calls.add([fragment(0, call_id="c", name="show_", arguments="")])
+    calls.add([fragment(0, name="hint", arguments="{}")])
+    assert calls.calls() == [ToolCall(id="c", name="show_hint", arguments={})]
+
+
+def test_whole_calls_without_ids_or_index_become_separate_calls():
+    """Ollama sends each call whole; some servers send no index, or one index for parallel calls."""
+    calls = ToolCallAccumulator()
+    calls.add([ChoiceDeltaToolCall.construct(index=None, id=None, function=ChoiceDeltaToolCallFunction(
+        name="show_hint", arguments='{"answer": 1}'))])
+    calls.add([fragment(0, name="show_hint", arguments='{"answer": 2}')])
+    calls.add([fragment(0, name="next_problem", arguments='"{}"')])  # arguments encoded twice
+    assert calls.calls() == [
+        ToolCall(id="call_0", name="show_hint", arguments={"answer": 1}),
+        ToolCall(id="call_1", name="show_hint", arguments={"answer": 2}),
+        ToolCall(id="call_2", name="next_problem", arguments={}),
+    ]
+
+
+def test_parallel_calls_under_one_index_are_told_apart_by_id():
+    calls = ToolCallAccumulator()
+    calls.add([fragment(0, call_id="a", name="show_hint", arguments='{"answer": 1}')])
+    calls.add([fragment(0, call_id="b", name="show_hint", arguments='{"answer": 2}')])
+    assert [call.id for call in calls.calls()] == ["a", "b"]
+
+
 @pytest.mark.parametrize(
     ("fragments", "problem"),
     [

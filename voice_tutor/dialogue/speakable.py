@@ -40,7 +40,8 @@ _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
 _INLINE_CODE = re.compile(r"`([^`]*)`")
 _PLAIN_WORDS = re.compile(r"[\w .,'-]{1,24}")
-_EMPHASIS = re.compile(r"(\*{1,3}|_{2,3})(?=\S)(.+?)(?<=\S)\1")
+_EMPHASIS = re.compile(r"(\*{1,3}|_{2,3}|(?<!\w)_)(?=\S)(.+?)(?<=\S)\1(?!\w)")
+_SCRIPT = re.compile(r"<(script|style)\b.*?(</\1\s*>|$)", re.DOTALL | re.IGNORECASE)
 _LINE_MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|>+\s*|[-*+•]\s+|\d+[.)]\s+)", re.MULTILINE)
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}.*$", re.MULTILINE)
 _JSON_LIKE = re.compile(r"^\s*[\[{].*[:\]}]", re.DOTALL)
@@ -64,9 +65,9 @@ def clean_markup(text: str) -> str:
     text = _LINK.sub(r"\1", text)
     text = _URL.sub(" ", text)
     text = _INLINE_CODE.sub(lambda m: m.group(1) if _PLAIN_WORDS.fullmatch(m.group(1)) else " ", text)
-    text = _TAG.sub(" ", text)
+    text = _TAG.sub(" ", _SCRIPT.sub(" ", text))
     text = html.unescape(text)
-    text = _TAG.sub(" ", text)  # tags that were written as entities
+    text = _TAG.sub(" ", _SCRIPT.sub(" ", text))  # tags that were written as entities
     text = _TABLE_RULE.sub(" ", text)
     text = _LINE_MARKUP.sub("", text)
     for _ in range(2):  # nested emphasis: ***bold italic*** inside **bold**
