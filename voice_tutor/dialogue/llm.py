@@ -255,6 +255,7 @@ class ChatTutor:
         self.tools = tools
         self.name = f"chat:{config.model}"
         self.context_tokens = context_tokens or config.context_tokens or ASSUMED_CONTEXT_TOKENS
+        self._window_assumed = not (context_tokens or config.context_tokens)
         self._client = client or _make_client(config)
         self._on_tool_call = on_tool_call
 
@@ -365,6 +366,10 @@ class ChatTutor:
         calls = await self._dispatch(tool_calls)
         if required and not said and not calls:
             why = "a reply with nothing speakable" if pieces else "an empty reply"
+            if not pieces and self._window_assumed:
+                # llama-cpp-python answers a request past its window with an empty stream: assume a smaller one.
+                self.context_tokens = max(1024, self.context_tokens * 3 // 4)
+                why += f" (perhaps past its context window, now taken as {self.context_tokens} tokens)"
             raise DialogueUnavailable(f"LLM endpoint {self.config.base_url} sent {why}", kind="empty_reply")
 
     async def _chunks(self, messages: list[dict[str, Any]]) -> AsyncIterator[Any]:
@@ -425,7 +430,7 @@ class ChatTutor:
         try:
             calls = tool_calls.calls()
         except ToolCallError as error:
-            log.warning("ignored a tool call from %s: %s", self.name, error)
+            log.warning("ignored a tool call from %s: %s", self.name, error, extra={"tool_outcome": "malformed"})
             return 0
         if self._on_tool_call is None:
             return 0

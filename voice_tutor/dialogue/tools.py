@@ -363,12 +363,15 @@ class LessonTools:
         """Run one call; never raises for a bad call or a failed effect: the result says what went wrong."""
         schema = self._schemas.get(call.name)
         if schema is None:
+            log.info("tool call to an unknown tool rejected", extra={"tool_outcome": "unknown"})
             return _error(f"unknown tool {call.name!r}; the tools are {', '.join(self.names)}")
         try:
             arguments = validate_arguments(schema, call.arguments)
-            return await self._handlers[call.name](arguments, context)
+            result = await self._handlers[call.name](arguments, context)
+            log.info("tool call %s ran", call.name, extra={"tool_outcome": "ok"})
+            return result
         except ToolArgumentError as error:
-            log.info("tool call %s rejected: %s", call.name, error)
+            log.info("tool call %s rejected: %s", call.name, error, extra={"tool_outcome": "rejected"})
             return _error(str(error))
         except Exception as error:  # the turn goes on; the model is told
             log.exception("tool %s failed", call.name)
