@@ -168,7 +168,9 @@ async def test_request_carries_lesson_grounding_learner_state_and_tools(server, 
     ]:
         assert text in prompt, text
     # The question the planner chose (the due review) is the current one, in full.
-    current = prompt[prompt.index("CURRENT QUESTION"):prompt.index("LESSON CONTENT")]
+    # (After the lesson content, which never changes in a lesson: a prefix servers can cache.)
+    assert prompt.index("LESSON CONTENT") < prompt.index("LEARNER") < prompt.index("CURRENT QUESTION (")
+    current = prompt[prompt.index("CURRENT QUESTION ("):]
     assert "id sub-15-6; skill subtraction (a review: the skill is due)." in current
     assert "Prompt: What is fifteen minus six?" in current and "Accepted answers (number): 9." in current
     assert "1) Take away five first to get to ten." in current
