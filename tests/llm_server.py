@@ -28,6 +28,30 @@ prints ``PORT <n>`` as its first line, then serves on 127.0.0.1:
   demands ``Authorization: Bearer K``; ``--break-after N`` drops the
   connection after N words; an unknown model gets OpenAI's 404.
 
+Behaviours of the servers people run, each behind a flag:
+
+* ``--tool-style``: how streamed tool calls look.  ``openai`` (vLLM too): id
+  and name once, then argument pieces; ``repeat-names`` (llama-cpp-python):
+  id and name repeated in every fragment; ``whole`` (Ollama): each call whole
+  in one fragment, with no id; ``no-index``: fragments without ``index``.
+  Arguments are split every ``ARGUMENT_PIECE`` characters, mid-token.
+* A message naming several tools, with a JSON array of argument objects
+  ("tool give_hint recommend_resource [{...}, {...}]"), gets one call per
+  named tool, in the order named (parallel tool calls).
+* ``--reject-null-content``: a message whose content is null gets HTTP 500,
+  as llama-cpp-python answers.
+* ``--context-tokens N``: a window of N tokens (4 characters each); a request
+  whose messages, tools and ``max_tokens`` exceed it gets, with
+  ``--overflow error``, HTTP 400 "Requested tokens (X) exceed context window
+  of N" (llama.cpp), or with ``--overflow empty`` an HTTP 200 stream with no
+  words (what llama-cpp-python 0.3 does).  Each is logged as
+  ``{"event": "overflow"}``.
+* ``--advertise vllm|llamacpp|ollama``: where the window is published
+  (``max_model_len`` in ``/v1/models``, ``/props``, ``/api/show``).
+* ``--first-token-delay-ms``: headers and the role chunk at once, the first
+  word only after this (a server busy reading a long prompt).
+* A server that stops answering is the real process stopped (SIGSTOP) by the test.
+
 Besides each request, the log records how every stream ended
 (``{"event": "stream_end", "completed": ..., "sent": ..., "total": ...}``),
 so a test can see that a client hung up early.
@@ -86,10 +110,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self._log({"event": "request", "method": "GET", "path": self.path})
-        if self.path.rstrip("/") != "/v1/models" or self.options.no_models:
+        advertise, window = self.options.advertise, self.options.context_tokens
+        if self.path.rstrip("/") == "/props" and advertise == "llamacpp":
+            self._send_json(200, {"default_generation_settings": {"n_ctx": window}, "total_slots": 1})
+        elif self.path.rstrip("/") != "/v1/models" or self.options.no_models:
             self._send_error(404, f"No route {self.path}", "not_found")
         elif self._authorized():
             model = {"id": self.options.model, "object": "model", "created": 0, "owned_by": "tests"}
+            if advertise == "vllm":
+                model["max_model_len"] = window
+            elif advertise == "llamacpp":
+                model["meta"] = {"n_ctx_train": window * 4}  # the trained window, not the one served
             self._send_json(200, {"object": "list", "data": [model]})
 
     def do_POST(self):
@@ -101,7 +132,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send_error(400, "Body is not JSON.", "invalid_json")
             return
         self._log({"event": "request", "method": "POST", "path": self.path, "body": body})
-        if self.path.rstrip("/") == "/v1/moderations" and self._authorized():
+        if self.path.rstrip("/") == "/api/show" and self.options.advertise == "ollama":
+            self._send_json(200, {"parameters": f"num_ctx                        {self.options.context_tokens}",
+                                  "model_info": {"llama.context_length": 131072}})
+        elif self.path.rstrip("/") == "/v1/moderations" and self._authorized():
             self._moderate(body)
         elif self.path.rstrip("/") != "/v1/chat/completions":
             self._send_error(404, f"No route {self.path}", "not_found")
@@ -110,8 +144,31 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_error(self.options.fail_status, "The test server was told to fail.", "server_error")
             elif body.get("model") != self.options.model:
                 self._send_error(404, f"The model `{body.get('model')}` does not exist.", "model_not_found")
+            elif self.options.reject_null_content and any(
+                    "content" in m and m["content"] is None for m in body.get("messages") or []):
+                self._send_error(500, "Internal Server Error: content must be a string", "server_error")
+            elif self._overflows(body):
+                pass
             else:
                 self._complete(body)
+
+    def _overflows(self, body: dict) -> bool:
+        """Answer as a server whose window is too small for ``body`` does; False if it fits."""
+        window = self.options.context_tokens
+        if not window:
+            return False
+        text = json.dumps(body.get("messages") or []) + json.dumps(body.get("tools") or [])
+        requested = len(text) // 4 + (body.get("max_tokens") or 0)
+        if requested <= window:
+            return False
+        self._log({"event": "overflow", "requested": requested, "window": window})
+        if self.options.overflow == "error":
+            self._send_error(400, f"Requested tokens ({requested}) exceed context window of {window}",
+                             "context_length_exceeded")
+        else:
+            base = {"id": "chatcmpl-overflow", "created": int(time.time()), "model": self.options.model}
+            self._stream(base, [{"role": "assistant"}], "stop")
+        return True
 
     def _moderate(self, body: dict) -> None:
         """OpenAI's moderation shape: ``--flag-word`` in the input flags it as violence."""
@@ -136,20 +193,53 @@ class Handler(BaseHTTPRequestHandler):
             self._reply_text(body, base, self.options.tool_reply.format(tool=" ".join(_trailing_tool_results(messages))))
             return
         if tools and re.search(r"\btool\b", user, re.IGNORECASE):
-            call_id, name, arguments = "call_0", self._tool_name(user, tools), _arguments_in(user)
-            arguments = self.options.tool_arguments if arguments is None else arguments
+            calls = self._tool_calls(user, tools)
             if body.get("stream"):
-                pieces = [arguments[i : i + ARGUMENT_PIECE] for i in range(0, len(arguments), ARGUMENT_PIECE)]
-                first = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
-                deltas = [{"role": "assistant", "content": None, "tool_calls": [first]}]
-                deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in pieces]
-                self._stream(base, deltas, "tool_calls")
+                self._stream(base, [{"role": "assistant", "content": None}] + self._tool_deltas(calls), "tool_calls")
             else:
-                call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-                message = {"role": "assistant", "content": None, "tool_calls": [call]}
+                message = {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": f"call_{n}", "type": "function", "function": {"name": name, "arguments": arguments}}
+                    for n, (name, arguments) in enumerate(calls)]}
                 self._send_whole(base, message, "tool_calls", 1)
             return
         self._reply_text(body, base, self.options.reply.format(user=user))
+
+    def _tool_calls(self, user: str, tools: list[dict]) -> list[tuple[str, str]]:
+        """(name, JSON arguments) of each call the message asks for."""
+        names = [tool["name"] for tool in tools]
+        named = sorted((m.start(), name) for name in names for m in re.finditer(rf"\b{re.escape(name)}\b", user))
+        start, end = user.find("["), user.rfind("]")
+        if len(named) > 1 and 0 <= start < end:
+            try:
+                each = json.loads(user[start : end + 1])
+            except json.JSONDecodeError:
+                each = None
+            if isinstance(each, list) and len(each) == len(named):
+                return [(name, json.dumps(arguments)) for (_, name), arguments in zip(named, each)]
+        arguments = _arguments_in(user)
+        return [(self._tool_name(user, tools), self.options.tool_arguments if arguments is None else arguments)]
+
+    def _tool_deltas(self, calls: list[tuple[str, str]]) -> list[dict]:
+        """The streamed fragments of ``calls``, shaped as ``--tool-style`` says."""
+        style = self.options.tool_style
+        deltas = []
+        for index, (name, arguments) in enumerate(calls):
+            call_id = f"call_{index}"
+            pieces = [arguments[i : i + ARGUMENT_PIECE] for i in range(0, len(arguments), ARGUMENT_PIECE)]
+            if style == "whole":
+                deltas.append({"tool_calls": [{"index": index, "type": "function",
+                                               "function": {"name": name, "arguments": arguments}}]})
+            elif style == "repeat-names":
+                deltas += [{"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                            "function": {"name": name, "arguments": piece}}]} for piece in pieces]
+            else:
+                first = {"id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+                fragments = [first] + [{"function": {"arguments": piece}} for piece in pieces]
+                for fragment in fragments:
+                    if style != "no-index":
+                        fragment = {"index": index, **fragment}
+                    deltas.append({"tool_calls": [fragment]})
+        return deltas
 
     def _tool_name(self, user: str, tools: list[dict]) -> str:
         names = [tool["name"] for tool in tools]
@@ -196,6 +286,8 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 if number > 0:  # every word waits, the first too: time to first token is one delay
                     time.sleep(self.options.token_delay_ms / 1000)
+                if number == 1 and self.options.first_token_delay_ms:
+                    time.sleep(self.options.first_token_delay_ms / 1000)
                 self._write_chunk(f"data: {json.dumps(chunk)}\n\n".encode())
                 sent += 1
             self._write_chunk(b"data: [DONE]\n\n")
@@ -253,6 +345,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flag-word", default="dragonfire",
                         help="/v1/moderations flags any input containing this word as violence")
     parser.add_argument("--no-models", action="store_true", help="answer /v1/models with 404, as some servers do")
+    parser.add_argument("--tool-style", choices=("openai", "repeat-names", "whole", "no-index"), default="openai",
+                        help="how streamed tool calls are fragmented (see the module's docstring)")
+    parser.add_argument("--reject-null-content", action="store_true",
+                        help="answer HTTP 500 to a message whose content is null (llama-cpp-python)")
+    parser.add_argument("--context-tokens", type=int, help="the context window, in tokens of 4 characters")
+    parser.add_argument("--overflow", choices=("error", "empty"), default="error",
+                        help="a request past the window: HTTP 400 (llama.cpp) or an empty stream (llama-cpp-python)")
+    parser.add_argument("--advertise", choices=("vllm", "llamacpp", "ollama"),
+                        help="publish --context-tokens as that server does")
+    parser.add_argument("--first-token-delay-ms", type=float, default=0,
+                        help="after the headers and role chunk, wait this long before the first word")
     options = parser.parse_args(argv)
     json.loads(options.tool_arguments)  # fail at start, not mid-test
 

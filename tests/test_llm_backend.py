@@ -84,14 +84,14 @@ async def collect(stream: AsyncIterator[str]) -> list[tuple[float, str]]:
 # --- streaming and the request -------------------------------------------------------------
 
 
-async def test_reply_streams_in_pieces_that_join_to_the_reply(server):
+async def test_reply_streams_sentence_by_sentence_joining_to_the_reply(server):
     async with tutor_for(chat_config(server)) as tutor:
         timed = await collect(tutor.respond("I think it is twelve", DialogueContext("s1")))
     pieces = [piece for _, piece in timed]
     assert "".join(pieces) == expected_reply("I think it is twelve")
-    assert len(pieces) == 12 and all(pieces)  # role-only and empty chunks were skipped
-    # Pieces arrive as the server sends them (20 ms apart), not all at the end.
-    assert timed[-1][0] - timed[0][0] > 0.15
+    # Sentence by sentence (the speech filter judges whole sentences), each as soon as it is complete.
+    assert pieces == ["Tutor heard: I think it is twelve.", " What is seven plus five?"]
+    assert timed[-1][0] - timed[0][0] > 0.05
     [end] = server.records("stream_end")
     assert end["completed"] is True
 
@@ -153,12 +153,12 @@ async def test_cancelling_the_consumer_closes_the_stream_promptly(start_llm):
             await task
         assert time.monotonic() - cancelled_at < 0.5  # the rest of the reply would take ~2.4 s
 
-    assert pieces == ["Tutor"]
+    assert pieces == ["Tutor heard: a long question."]  # the first sentence, then the learner cut in
     deadline = time.monotonic() + 3
     while not server.records("stream_end") and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     [end] = server.records("stream_end")
-    assert end["completed"] is False and end["sent"] < end["total"] - 5
+    assert end["completed"] is False and end["sent"] < end["total"] - 2
 
 
 # --- failures become DialogueUnavailable ---------------------------------------------------
@@ -258,7 +258,7 @@ async def test_stream_breaking_midway_is_unavailable_and_keeps_what_was_said(sta
         tutor = FallbackTutor(chat, EchoTutor(), on_fallback=fallbacks.append)
         pieces = [p async for p in tutor.respond("twelve", DialogueContext("s1"))]
     # The learner already heard the start of the LLM's reply: no offline answer is spliced on.
-    assert pieces == ["Tutor", " heard:", " twelve."]
+    assert pieces == ["Tutor heard: twelve."]  # a finished sentence is said; an unfinished one would not be
     [error] = fallbacks
     assert isinstance(error, DialogueUnavailable)
     assert str(error).startswith(f"LLM endpoint {server.url} broke off the reply after 3 pieces: peer closed")
@@ -283,6 +283,42 @@ def test_tool_call_fragments_assemble_into_complete_calls():
         ToolCall(id="call_a", name="show_hint", arguments={"answer": 12, "steps": ["7", "+5"]}),
         ToolCall(id="call_b", name="next_problem", arguments={}),
     ]
+
+
+def test_names_and_ids_repeated_in_every_fragment_are_not_concatenated():
+    """llama-cpp-python sends the id and the whole name again with each piece of the arguments."""
+    calls = ToolCallAccumulator()
+    for piece in ['{"ans', 'wer": ', "12}"]:
+        calls.add([fragment(0, call_id="call_x", name="show_hint", arguments=piece)])
+    assert calls.calls() == [ToolCall(id="call_x", name="show_hint", arguments={"answer": 12})]
+
+
+def test_a_name_split_across_fragments_is_joined():
+    calls = ToolCallAccumulator()
+    calls.add([fragment(0, call_id="c", name="show_", arguments="")])
+    calls.add([fragment(0, name="hint", arguments="{}")])
+    assert calls.calls() == [ToolCall(id="c", name="show_hint", arguments={})]
+
+
+def test_whole_calls_without_ids_or_index_become_separate_calls():
+    """Ollama sends each call whole; some servers send no index, or one index for parallel calls."""
+    calls = ToolCallAccumulator()
+    calls.add([ChoiceDeltaToolCall.construct(index=None, id=None, function=ChoiceDeltaToolCallFunction(
+        name="show_hint", arguments='{"answer": 1}'))])
+    calls.add([fragment(0, name="show_hint", arguments='{"answer": 2}')])
+    calls.add([fragment(0, name="next_problem", arguments='"{}"')])  # arguments encoded twice
+    assert calls.calls() == [
+        ToolCall(id="call_0", name="show_hint", arguments={"answer": 1}),
+        ToolCall(id="call_1", name="show_hint", arguments={"answer": 2}),
+        ToolCall(id="call_2", name="next_problem", arguments={}),
+    ]
+
+
+def test_parallel_calls_under_one_index_are_told_apart_by_id():
+    calls = ToolCallAccumulator()
+    calls.add([fragment(0, call_id="a", name="show_hint", arguments='{"answer": 1}')])
+    calls.add([fragment(0, call_id="b", name="show_hint", arguments='{"answer": 2}')])
+    assert [call.id for call in calls.calls()] == ["a", "b"]
 
 
 @pytest.mark.parametrize(

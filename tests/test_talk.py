@@ -481,6 +481,30 @@ def test_llm_history_includes_the_opening_the_learner_heard(llm_talk):
 
 
 
+def test_talk_json_reports_every_fallback_and_why(start_llm, tmp_path, say, run_cli):
+    """An endpoint that lists its model but fails every completion: each turn says whose answer it was."""
+    from audio_fixtures import build_recording, write_wav
+
+    server = start_llm("--fail-status", "500")
+    audio, _ = build_recording([(1.0, say("Eleven.")), (1.5, say("Twelve.", 1.1))])
+    learner = write_wav(tmp_path / "learner.wav", audio)
+    result = run_cli(
+        "talk", "--fast", "--json", "--input", learner, "--output", tmp_path / "tutor.wav",
+        "--llm-url", server.url, "--llm-model", "tutor-test", timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    turns = parse_turns(result.stdout)
+    assert [heard_numbers(t["learner"]) for t in turns] == [{11}, {12}]
+    # The opening and the first turn failed (HTTP 500), reported with the first turn; then the circuit
+    # opened and the LLM was not asked again.
+    assert [f["kind"] for f in turns[0]["fallbacks"]] == ["http_error", "http_error"]
+    assert [f["kind"] for f in turns[1]["fallbacks"]] == ["circuit_open"]
+    assert "answered HTTP 500" in turns[0]["fallbacks"][0]["reason"]
+    assert all(f["backend"] == "chat:tutor-test" for t in turns for f in t["fallbacks"])
+    assert any(praise in turns[1]["tutor"] for praise in PRAISE)  # the offline tutor taught the lesson
+    assert len(server.completion_bodies()) == 2
+
+
 async def greet_with_llm_then_lose_it(tmp_path) -> tuple[str, str, list[Exception]]:
     """FallbackTutor(ChatTutor, offline tutor): the LLM greets, its server stops, the learner says 'Twelve.'."""
     from conftest import start_llm_server, stop_llm_server

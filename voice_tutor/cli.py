@@ -95,19 +95,24 @@ def cmd_say(args) -> int:
 
 async def _print_live(session, json_mode: bool) -> None:
     from voice_tutor.events import (
-        BargeIn, FinalTranscript, PartialTranscript, SessionNotice, TurnCompleted, TutorSpeechEnded,
+        BargeIn, FinalTranscript, PartialTranscript, SessionNotice, TurnCompleted, TutorFallback, TutorSpeechEnded,
     )
 
     queue = session.bus.subscribe()
     rewrite = "\r\033[K" if sys.stdout.isatty() else ""
+    fallbacks: list[dict[str, str]] = []  # since the last turn: each turn's object says whose answer it was
     while True:
         event = await queue.get()
         if json_mode:
-            if isinstance(event, TurnCompleted):
+            if isinstance(event, TutorFallback):
+                fallbacks.append({"kind": event.kind, "reason": event.reason, "backend": event.backend})
+            elif isinstance(event, TurnCompleted):
                 print(json.dumps({
                     "turn": event.turn_id, "learner": event.learner, "tutor": event.tutor,
                     "heard": event.heard, "cut": event.cut, "latency_ms": event.latency_ms,
+                    "fallbacks": fallbacks,
                 }), flush=True)
+                fallbacks = []
             continue
         match event:
             case PartialTranscript():
@@ -125,6 +130,8 @@ async def _print_live(session, json_mode: bool) -> None:
                 print(f"           [{latency}]", flush=True)
             case SessionNotice():
                 print(f"  ! {event.message}", flush=True)
+            case TutorFallback():
+                print(f"  ! the offline tutor answered ({event.kind}): {event.reason}", flush=True)
 
 
 async def _talk(args, config: Config) -> int:
@@ -829,7 +836,8 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--input", type=Path, help="a recording of the learner instead of the microphone")
     talk.add_argument("--output", type=Path, help="write the tutor's voice to a WAV file instead of the speaker")
     talk.add_argument("--fast", action="store_true", help="feed --input as fast as possible, not in real time")
-    talk.add_argument("--json", action="store_true", help="one JSON object per turn")
+    talk.add_argument("--json", action="store_true",
+                      help="one JSON object per turn (with the LLM fallbacks of that turn and why)")
     talk.add_argument("--lesson", help="lesson id or path (default arithmetic)")
     talk.add_argument("--name", help="the learner's name: a named learner is remembered across sessions")
     talk.add_argument("--db", type=Path, help="the learner database (default ~/.local/share/voice-tutor/tutor.db)")

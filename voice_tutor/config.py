@@ -103,10 +103,48 @@ class LLMConfig:
     model: str = "gpt-4o-mini"
     api_key: str | None = None
     timeout_s: StrictFloat = 20.0
+    """The longest pause allowed between two pieces of a reply once it has started."""
     temperature: StrictFloat = 0.4
-    max_tokens: StrictInt = 300
+    max_tokens: StrictInt = 200
+    """The cap on one reply's length, in tokens (a spoken turn is a few sentences), kept free in the context."""
     moderation: StrictBool = False
     """Also check learner words with the endpoint's moderation API (OpenAI's), on top of the local filter."""
+    context_tokens: StrictInt | None = None
+    """The endpoint's context window; None asks the server (llama.cpp ``/props``, vLLM ``/v1/models``,
+    Ollama ``/api/show``) and assumes 4096 where it does not say.  Prompts are budgeted to fit it."""
+    first_token_timeout_s: StrictFloat = 1.5
+    """How long a turn waits for the reply's first words before the offline tutor answers instead."""
+    holding_phrase: str = "Let me think."
+    """Said when the first words are late but the server has started answering ("" says nothing)."""
+    holding_grace_s: StrictFloat = 3.0
+    """After the holding phrase, how much longer to wait for the first words."""
+    breaker_failures: StrictInt = 2
+    """Failed turns in a row after which the endpoint is left alone (and probed in the background)."""
+    breaker_cooldown_s: StrictFloat = 30.0
+    """Seconds between background probes of an endpoint left alone."""
+    max_spoken_chars: StrictInt = 600
+    """The most a reply may say aloud in one turn (longer replies stop at a sentence end)."""
+
+    @field_validator("first_token_timeout_s", "holding_grace_s", "breaker_cooldown_s", "timeout_s")
+    @classmethod
+    def _positive_seconds(cls, seconds: float) -> float:
+        if seconds <= 0:
+            raise ValueError(f"must be more than 0 seconds, not {seconds}")
+        return seconds
+
+    @field_validator("context_tokens")
+    @classmethod
+    def _room_for_a_lesson(cls, tokens: int | None) -> int | None:
+        if tokens is not None and tokens < 1024:
+            raise ValueError(f"must be at least 1024 tokens (a lesson prompt and a reply), not {tokens}")
+        return tokens
+
+    @field_validator("max_tokens", "breaker_failures", "max_spoken_chars")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1, not {value}")
+        return value
 
 
 @dataclass

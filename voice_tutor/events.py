@@ -151,6 +151,19 @@ class SessionNotice(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TutorFallback(Event):
+    """The LLM could not answer (or was not asked), so the offline tutor answered instead."""
+
+    kind: str
+    """The cause in one word: ``timeout``, ``unreachable``, ``http_error``, ``context_overflow``,
+    ``empty_reply``, ``circuit_open``..."""
+    reason: str
+    """One line a person can act on (no learner words in it)."""
+    backend: str
+    """The tutor that failed, e.g. ``chat:llama-3.1-8b-instruct``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MasteryUpdated(Event):
     """An assessed answer moved the learner's estimated mastery of a skill (BKT).
 

@@ -30,7 +30,7 @@ from voice_tutor.config import Config
 from voice_tutor.dialogue.base import DialogueContext
 from voice_tutor.dialogue.lesson_switch import LessonStack, LessonSwitcher, Progress
 from voice_tutor.dialogue.rule_actions import SceneModels
-from voice_tutor.events import Event, SafetyAlert, SessionNotice, TurnCompleted
+from voice_tutor.events import Event, SafetyAlert, SessionNotice, TurnCompleted, TutorFallback
 from voice_tutor.learning.catalogue import Catalogue
 from voice_tutor.learning.lessons import Lesson, find_lesson, load_lesson
 from voice_tutor.learning.mastery import MASTERY_THRESHOLD
@@ -68,19 +68,26 @@ def lesson_tutors(
     memory: LearnerMemory,
     publish: Callable[[Event], None],
     scene: SceneModels | None = None,
+    context_tokens: int | None = None,
 ) -> LessonStack:
-    """One lesson's tutors: the offline lesson tutor, and an LLM tutor falling back to it when configured."""
-    from voice_tutor.dialogue.base import FallbackTutor
+    """One lesson's tutors: the offline lesson tutor, and an LLM tutor falling back to it when configured.
+
+    ``context_tokens`` is the endpoint's context window (configured or discovered once per session).
+    """
+    from voice_tutor.dialogue.base import CircuitBreaker, FallbackTutor
     from voice_tutor.dialogue.lesson_tutor import LessonTutor
 
     offline = tutor = LessonTutor(lesson, memory, scene=scene)
     if config.llm.base_url:
         from voice_tutor.dialogue.tools import build_llm_tutor
 
+        llm = build_llm_tutor(config, lesson, memory, offline, scene=scene, context_tokens=context_tokens)
         tutor = FallbackTutor(
-            build_llm_tutor(config, lesson, memory, offline, scene=scene),
+            llm,
             offline,
-            lambda error: publish(SessionNotice(level="warning", message=f"{error}; the offline tutor answers instead")),
+            lambda error: publish(TutorFallback(kind=error.kind, reason=str(error), backend=llm.name)),
+            breaker=CircuitBreaker(llm.probe, failures_to_open=config.llm.breaker_failures,
+                                   cooldown_s=config.llm.breaker_cooldown_s),
         )
     return LessonStack(lesson, memory, offline, tutor)
 
@@ -124,22 +131,25 @@ async def build_tutor(
     from voice_tutor.dialogue.safety import SafeTutor
 
     if config.llm.base_url:
-        from voice_tutor.dialogue.llm import check_endpoint
+        from voice_tutor.dialogue.llm import check_endpoint, discover_context_tokens
 
         await check_endpoint(config.llm)
+        context_tokens = config.llm.context_tokens or await discover_context_tokens(config.llm)
+    else:
+        context_tokens = None
     catalogue = Catalogue.load(config.dialogue.lessons_dir)
     learner = memory.learner.name if memory.learner else None
 
     async def open_lesson(other: Lesson) -> LessonStack:
         other_memory = await LearnerMemory.open(other, learner, store)
-        return lesson_tutors(config, other, other_memory, publish, scene)
+        return lesson_tutors(config, other, other_memory, publish, scene, context_tokens)
 
     async def progress() -> Progress:
         if store is None or learner is None:
             return Progress()
         return await asyncio.to_thread(learner_progress, store, learner, catalogue)
 
-    switcher = LessonSwitcher(catalogue, lesson_tutors(config, lesson, memory, publish, scene), open_lesson,
+    switcher = LessonSwitcher(catalogue, lesson_tutors(config, lesson, memory, publish, scene, context_tokens), open_lesson,
                               progress, on_switch)
     moderation_client = None
     if config.llm.base_url and config.llm.moderation:

@@ -75,6 +75,8 @@ RECORDING = "recording"
 """``notice.level`` of the notice that the learner's spoken turns are recorded (message: what they were told).
 
 Sent when a recorded session starts and again whenever a learner joins it; pages show it until the session ends."""
+FALLBACK = "fallback"
+"""``notice.level`` of a turn the LLM could not answer, so the offline tutor did (message: why)."""
 
 
 class ProtocolError(Exception):
@@ -826,6 +828,8 @@ def event_to_wire(event: ev.Event) -> RoomMessage | AudioChunk | None:
             return LessonStarted(**base, lesson_id=_clip(lesson_id, 128), title=_clip(title, 500))
         case ev.SessionNotice(level=level, message=message):
             return Notice(**base, level=_clip(level or "info", 16), message=_clip(message))
+        case ev.TutorFallback(kind=kind, reason=reason):
+            return Notice(**base, level=FALLBACK, message=_clip(f"offline tutor answered ({kind}): {reason}"))
         case ev.TutorAudio(samples=samples, sample_rate=rate):
             return AudioChunk.from_float(samples, rate, AudioKind.TUTOR)
     return None

@@ -8,9 +8,11 @@ that consumes one (barge-in) closes it, and a backend releases its resources
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,7 +20,23 @@ log = logging.getLogger(__name__)
 
 
 class DialogueUnavailable(RuntimeError):
-    """The backend cannot answer at all right now (endpoint down, bad key)."""
+    """The backend cannot answer at all right now (endpoint down, bad key).
+
+    ``kind`` names the cause in one word a dashboard can group by
+    (``timeout``, ``unreachable``, ``http_error``, ``context_overflow``,
+    ``empty_reply``, ``circuit_open``...); the message says it for a person.
+    """
+
+    def __init__(self, message: str, kind: str = "error"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class HoldingPhrase(str):
+    """Words said only to fill a wait ("Let me think."): they do not count as the tutor's answer.
+
+    A backend that fails after yielding only these still falls back.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +93,84 @@ class Tutor(Protocol):
         ...
 
 
+Probe = Callable[[], Awaitable[None]]
+"""Raises if the backend still cannot answer; returns when it can."""
+
+
+class CircuitBreaker:
+    """Stops calling a backend that keeps failing, and probes it in the background until it is back.
+
+    After ``failures_to_open`` failures in a row the circuit opens: for the next
+    ``cooldown_s`` seconds every turn goes straight to the fallback (no waiting
+    on a dead endpoint), while ``probe`` runs every ``cooldown_s``; the first
+    probe that succeeds closes the circuit.
+    """
+
+    def __init__(self, probe: Probe, *, failures_to_open: int = 2, cooldown_s: float = 30.0):
+        if failures_to_open < 1 or cooldown_s <= 0:
+            raise ValueError("a circuit breaker needs failures_to_open >= 1 and cooldown_s > 0")
+        self.failures_to_open = failures_to_open
+        self.cooldown_s = cooldown_s
+        self._probe = probe
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._prober: asyncio.Task[None] | None = None
+
+    @property
+    def open(self) -> bool:
+        return self._opened_at is not None
+
+    def succeeded(self) -> None:
+        self._failures = 0
+        self._close()
+
+    def failed(self) -> None:
+        self._failures += 1
+        if self._failures >= self.failures_to_open and not self.open:
+            self._opened_at = time.monotonic()
+            log.warning("circuit opened after %d failures in a row; probing every %g s", self._failures, self.cooldown_s)
+            self._prober = asyncio.get_running_loop().create_task(self._probe_until_back(), name="llm-probe")
+
+    def _close(self) -> None:
+        if self._opened_at is not None:
+            log.info("circuit closed: the backend answers again")
+        self._opened_at = None
+        if self._prober is not None and self._prober is not asyncio.current_task():
+            self._prober.cancel()
+        self._prober = None
+
+    async def _probe_until_back(self) -> None:
+        while self.open:
+            await asyncio.sleep(self.cooldown_s)
+            try:
+                await self._probe()
+            except Exception as error:  # still down: stay open, try again later
+                log.info("probe failed: %s", error)
+                continue
+            self._failures = 0
+            self._close()
+
+    async def aclose(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            self._prober = None
+
+
 class FallbackTutor:
     """Use ``primary``; when it is unavailable before saying anything, use ``fallback``.
 
     A dead LLM must not leave the learner in silence: the offline tutor answers
-    instead and ``on_fallback`` tells whoever watches the session.
+    instead and ``on_fallback`` receives the :class:`DialogueUnavailable` (its
+    message and ``kind``) for whoever watches the session.  With a ``breaker``,
+    a primary that keeps failing is not tried at all until its probe succeeds;
+    those turns are reported as fallbacks of kind ``circuit_open``.  Holding
+    phrases the primary said before failing do not count as an answer.
     """
 
-    def __init__(self, primary: Tutor, fallback: Tutor, on_fallback=None):
+    def __init__(self, primary: Tutor, fallback: Tutor, on_fallback=None, breaker: CircuitBreaker | None = None):
         self.primary = primary
         self.fallback = fallback
+        self.breaker = breaker
         self.name = f"{primary.name} (falls back to {fallback.name})"
         self._on_fallback = on_fallback or (lambda error: log.warning("%s", error))
 
@@ -102,15 +188,24 @@ class FallbackTutor:
     async def _guarded(self, primary: AsyncIterator[str], fallback: AsyncIterator[str]) -> AsyncIterator[str]:
         said_something = False
         try:
+            if self.breaker is not None and self.breaker.open:
+                raise DialogueUnavailable(
+                    f"{self.primary.name} failed {self.breaker.failures_to_open} times in a row; "
+                    "not tried until a background probe succeeds", kind="circuit_open")
             async for piece in primary:
-                said_something = True
+                said_something = said_something or not isinstance(piece, HoldingPhrase)
                 yield piece
+            if self.breaker is not None:
+                self.breaker.succeeded()
         except DialogueUnavailable as error:
+            if self.breaker is not None and error.kind != "circuit_open":
+                self.breaker.failed()
             self._on_fallback(error)
             if not said_something:
                 async for piece in fallback:
                     yield piece
         finally:
+            await primary.aclose()  # type: ignore[attr-defined]
             await fallback.aclose()  # type: ignore[attr-defined]
 
 

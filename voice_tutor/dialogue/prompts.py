@@ -1,7 +1,8 @@
 """What an LLM tutor is told about the lesson and the learner (its grounding).
 
 :func:`lesson_system_prompt` builds the system prompt afresh for every
-request, from four parts, most important first:
+request, from four parts (most important first; sent as 1, 4, 2, 3, so that
+what never changes in a lesson is a prefix servers can cache):
 
 1. how to speak (short, spoken sentences; one question at a time; hints before
    answers) and, when tools are offered, how to use them;
@@ -132,6 +133,15 @@ def _rules(lesson: Lesson, current: Question | None, tools: Collection[str]) -> 
         lines.append(f"- If the learner {_TRIGGER_WORDS[rule.when]}{scope}: say \"{_clip(rule.say, _RULE_CHARS)}\""
                      + (f"; then {action}." if action else "."))
     return lines
+
+
+def instructions(tools: Collection[str] = ()) -> str:
+    """The prompt's rules (how to speak, how to use ``tools``): words the tutor must never say back.
+
+    The speech filter drops a reply sentence that repeats them; the lesson's
+    own content is not here, because the tutor must say its questions.
+    """
+    return " ".join([SPEECH_RULES, _tool_rules(tools), *_PACE.values()])
 
 
 def _profile(memory: LearnerMemory | None, learner_name: str | None) -> list[str]:
@@ -292,24 +302,27 @@ def lesson_system_prompt(
         head.append("This lesson is Socratic: on every question, give all the hints before any answer.")
     if tools:
         head.append(_tool_rules(tools))
+    now: list[str] = []  # what changes from turn to turn
     if memory is not None or learner_name:
-        head += ["", "LEARNER", *_profile(memory, learner_name)]
+        now += ["LEARNER", *_profile(memory, learner_name)]
     if state is not None:
-        head += _mastery(lesson, state)
+        now += _mastery(lesson, state)
     current_lines = _current(lesson, state, current, finished)
     if current_lines:
-        head += ["", *current_lines]
-    rule_lines = _rules(lesson, current, tools)
+        now += ["", *current_lines]
+    rule_lines = _rules(lesson, current, tools)  # the current skill's rules: they change with the question
     if rule_lines:
-        head += ["", *rule_lines]
-    fixed = "\n".join(head)
-    if len(fixed) > max_chars - 200:  # the learner part is clipped field by field; this is a last guard
-        fixed = fixed[: max_chars - 201] + "…"
-    budget = max_chars - len(fixed) - 2
+        now += ["", *rule_lines]
+    rules, changing = "\n".join(head), "\n".join(now)
+    if len(rules) + len(changing) > max_chars - 200:  # the parts are clipped field by field; a last guard
+        changing = changing[: max(0, max_chars - 201 - len(rules))] + "…"
+    budget = max_chars - len(rules) - len(changing) - 4
     for detail in (3, 2, 1, 0):
         catalogue = "\n".join(_catalogue(lesson, detail))
         if len(catalogue) <= budget:
             break
     else:
         catalogue = _fit(_catalogue(lesson, 0), budget)
-    return f"{fixed}\n\n{catalogue}"
+    # What stays the same comes first, so servers that cache a prompt's prefix (llama.cpp, vLLM, OpenAI)
+    # reuse the rules and the lesson, and read only the learner's state and the question afresh.
+    return "\n\n".join(part for part in (rules, catalogue, changing) if part)

@@ -65,10 +65,11 @@ from typing import Any
 import openai
 
 from voice_tutor.config import Config, LLMConfig
-from voice_tutor.dialogue.base import DialogueContext, DialogueUnavailable, Tutor
+from voice_tutor.dialogue.answers import check_answer
+from voice_tutor.dialogue.base import DialogueContext, DialogueUnavailable, HoldingPhrase, Tutor
 from voice_tutor.dialogue.lesson_tutor import LessonTutor
 from voice_tutor.dialogue.llm import OPENING_REQUEST, ChatTutor, ToolCall
-from voice_tutor.dialogue.prompts import DEFAULT_MAX_CHARS, lesson_system_prompt
+from voice_tutor.dialogue.prompts import DEFAULT_MAX_CHARS, MIN_MAX_CHARS, instructions, lesson_system_prompt
 from voice_tutor.dialogue.rule_actions import (
     SceneError,
     SceneModels,
@@ -76,6 +77,7 @@ from voice_tutor.dialogue.rule_actions import (
     set_simulation_parameter,
     start_simulation,
 )
+from voice_tutor.dialogue.speakable import SpeechFilter
 from voice_tutor.events import MasteryUpdated
 from voice_tutor.learning.lessons import Lesson, Question, Resource
 from voice_tutor.learning.mastery import is_mastered
@@ -259,6 +261,8 @@ class LessonTools:
         self._scene = {r.id: r for r in lesson.resources if r.simulation is not None}
         self._running: dict[str, dict[str, float]] = {}
         self._recommended: set[str] = set()
+        self.learner_words = ""
+        """What the learner said in the turn being answered: the lesson's checker judges it."""
         self._schemas = {schema["function"]["name"]: schema for schema in self._build_schemas()}
         self._handlers = {
             "record_assessment": self._record_assessment,
@@ -340,12 +344,15 @@ class LessonTools:
         """Run one call; never raises for a bad call or a failed effect: the result says what went wrong."""
         schema = self._schemas.get(call.name)
         if schema is None:
+            log.info("tool call to an unknown tool rejected", extra={"tool_outcome": "unknown"})
             return _error(f"unknown tool {call.name!r}; the tools are {', '.join(self.names)}")
         try:
             arguments = validate_arguments(schema, call.arguments)
-            return await self._handlers[call.name](arguments, context)
+            result = await self._handlers[call.name](arguments, context)
+            log.info("tool call %s ran", call.name, extra={"tool_outcome": "ok"})
+            return result
         except ToolArgumentError as error:
-            log.info("tool call %s rejected: %s", call.name, error)
+            log.info("tool call %s rejected: %s", call.name, error, extra={"tool_outcome": "rejected"})
             return _error(str(error))
         except Exception as error:  # the turn goes on; the model is told
             log.exception("tool %s failed", call.name)
@@ -362,9 +369,23 @@ class LessonTools:
             )
         return current
 
+    def _verdict(self, question: Question, claimed: bool) -> bool:
+        """Whether the learner gave an accepted answer: the lesson's checker decides where it can.
+
+        The checker judges this turn's words; the model's claim stands only for
+        a question with no accepted answers.  A disagreement is logged (ids only).
+        """
+        if not question.answers:
+            return claimed
+        checked = check_answer(self.learner_words, question.answers, question.kind, self.lesson.answer_language)
+        if checked.correct != claimed:
+            log.info("record_assessment: the model said correct=%s for question %s; the lesson's checker says %s",
+                     claimed, question.id, checked.correct)
+        return checked.correct
+
     async def _record_assessment(self, arguments: dict[str, Any], context: DialogueContext) -> ToolResult:
         question = self._asked(arguments["question_id"], context)
-        answered = arguments["correct"]
+        answered = self._verdict(question, arguments["correct"])
         hints = max(arguments.get("hints_used", 0), self.cursor.hints_given)
         attempts = max(arguments.get("attempts", 1), self.cursor.wrong_answers + 1)
         # As in the offline tutor: BKT counts an answer as right only at the first try, without hints.
@@ -387,6 +408,9 @@ class LessonTools:
             "ok": True,
             "recorded": {"question_id": question.id, "answered_correctly": answered,
                          "right_first_time": right_first_time, "hints_used": hints, "attempts": attempts},
+            **({} if answered == arguments["correct"] else {
+                "note": "The lesson's answer checker judged the learner's words "
+                        + ("right" if answered else "not an accepted answer") + "; that verdict was recorded."}),
             "mastery": {"skill_id": change.skill_id, "skill": skill_name,
                         "p_known_before": round(change.before, 3), "p_known": round(change.after, 3),
                         "mastered": change.mastered,
@@ -517,6 +541,7 @@ class GroundedChatTutor(ChatTutor):
         history_turns: int = 8,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         prompt_max_chars: int = DEFAULT_MAX_CHARS,
+        context_tokens: int | None = None,
     ):
         if max_tool_rounds < 1:
             raise ValueError(f"max_tool_rounds must be at least 1, not {max_tool_rounds}")
@@ -536,19 +561,29 @@ class GroundedChatTutor(ChatTutor):
             history_turns=history_turns,
             tools=self.toolbox.schemas(),
             on_tool_call=self._on_tool_call,
+            context_tokens=context_tokens,
         )
 
-    def grounding(self, context: DialogueContext) -> str:
-        """The system prompt for a request made now."""
+    def grounding(self, context: DialogueContext, max_chars: int | None = None) -> str:
+        """The system prompt for a request made now, in at most ``max_chars`` (and ``prompt_max_chars``)."""
+        limit = self.prompt_max_chars if max_chars is None else max(MIN_MAX_CHARS, min(max_chars, self.prompt_max_chars))
         return lesson_system_prompt(
             self.lesson, self.memory,
             current=self.cursor.planned(), finished=self.cursor.finished,
-            learner_name=context.learner_name, tools=self.toolbox.names, max_chars=self.prompt_max_chars,
+            learner_name=context.learner_name, tools=self.toolbox.names, max_chars=limit,
         )
 
-    def messages(self, context: DialogueContext, user_text: str) -> list[dict[str, Any]]:
-        self.system_prompt = self.grounding(context)
-        return super().messages(context, user_text)
+    def system_prompt_for(self, context: DialogueContext, max_chars: int) -> str:
+        self.system_prompt = self.grounding(context, max_chars)
+        return self.system_prompt
+
+    def speech_filter(self) -> SpeechFilter:
+        """Drops echoes of the rules (not of the lesson, whose questions the tutor must say) and internal names."""
+        return SpeechFilter(
+            instructions(self.toolbox.names),
+            internal_names=[*self.toolbox.names, "question_id", "skill_id", "p_known", "hints_used"],
+            max_chars=self.config.max_spoken_chars,
+        )
 
     async def opening(self, context: DialogueContext) -> AsyncIterator[str]:
         async for piece in self._converse(context, OPENING_REQUEST.format(name=context.learner_name)):
@@ -560,6 +595,8 @@ class GroundedChatTutor(ChatTutor):
 
     async def _converse(self, context: DialogueContext, user_text: str) -> AsyncIterator[str]:
         self._context = context
+        self.toolbox.learner_words = "" if user_text.startswith(OPENING_REQUEST[:20]) else user_text
+        speech = self.speech_filter()  # one per turn: the length cap spans the follow-ups
         exchanged: list[dict[str, Any]] = []  # this turn's tool calls and results, for the follow-up
         ran: list[tuple[ToolCall, ToolResult]] = []
         said = False
@@ -568,7 +605,12 @@ class GroundedChatTutor(ChatTutor):
             self._round, self._run_tools = calls, round_number < self.max_tool_rounds
             text: list[str] = []
             try:
-                async for piece in self._stream(self.messages(context, user_text) + exchanged):
+                follow_up = list(exchanged)
+                async for piece in self._stream(lambda: self.messages(context, user_text, follow_up), speech,
+                                                required=not ran):
+                    if isinstance(piece, HoldingPhrase):
+                        yield piece
+                        continue
                     if not text and said and not piece[:1].isspace():
                         yield " "  # the follow-up continues what the learner heard
                     if not said:
@@ -581,6 +623,7 @@ class GroundedChatTutor(ChatTutor):
                     # The tools took effect and the offline tutor moved on: say so, then report the failure.
                     summary = spoken_results(ran, self.lesson)
                     if summary:
+                        said = True
                         yield summary
                 raise
             finally:
@@ -590,7 +633,7 @@ class GroundedChatTutor(ChatTutor):
             ran += calls
             exchanged.append({
                 "role": "assistant",
-                "content": "".join(text) or None,
+                "content": "".join(text).strip(),  # "", never null: llama-cpp-python rejects null content
                 "tool_calls": [
                     {"id": call.id, "type": "function",
                      "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
@@ -599,9 +642,12 @@ class GroundedChatTutor(ChatTutor):
             })
             exchanged += [{"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
                           for call, result in calls]
-        if not said:  # a reply of nothing but ignored calls or empty text: never leave the learner in silence
-            question = self.cursor.commit(context.learner_name)
-            yield question.prompt if question is not None else self.lesson.wrap_up
+        if not said:  # tools ran but the follow-up said nothing speakable: say what they did
+            summary = spoken_results(ran, self.lesson)
+            if not summary:
+                question = self.cursor.commit(context.learner_name)
+                summary = question.prompt if question is not None else self.lesson.wrap_up
+            yield summary
 
     async def _on_tool_call(self, call: ToolCall) -> None:
         calls, context = self._round, self._context
@@ -623,7 +669,8 @@ def build_llm_tutor(
     offline: LessonTutor,
     *,
     scene: SceneModels | None = None,
-) -> Tutor:
+    context_tokens: int | None = None,
+) -> GroundedChatTutor:
     """The LLM tutor of ``config.llm``, grounded in ``lesson`` and ``memory``, sharing ``offline``'s progress.
 
     Wrap it in ``FallbackTutor(..., offline, ...)``: the offline tutor must be
@@ -631,4 +678,4 @@ def build_llm_tutor(
     ``scene`` names the simulations the learner's scene runs; without it the
     simulation tools are not offered.
     """
-    return GroundedChatTutor(config.llm, lesson, memory, offline, scene=scene)
+    return GroundedChatTutor(config.llm, lesson, memory, offline, scene=scene, context_tokens=context_tokens)
