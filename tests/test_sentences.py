@@ -140,3 +140,25 @@ def test_no_text_is_lost_or_invented(words, chunk_size):
 )
 def test_closing_quotes_stay_with_their_sentence(text, expected):
     assert stream(tokens(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Photosynthesis is how plants make their own food, using light, water and air. Next.",
+         ["Photosynthesis is how plants make their own food,", "using light, water and air.", "Next."]),
+        ("Plants need light to grow because light is where their energy comes from.",
+         ["Plants need light to grow", "because light is where their energy comes from."]),
+        ("Not quite, but you are close. Try again.", ["Not quite, but you are close.", "Try again."]),
+        ("A long first sentence without any clause boundary in it at all. Ok.",
+         ["A long first sentence without any clause boundary in it at all.", "Ok."]),
+    ],
+)
+def test_a_long_first_sentence_is_said_from_its_opening_clause_even_when_it_arrives_whole(text, expected):
+    assert stream([text]) == expected  # the offline tutor's reply arrives in one piece
+    assert stream(tokens(text)) == expected
+
+
+def test_only_the_first_sentence_is_split():
+    text = "Yes. Photosynthesis is how plants make their own food, using light and water."
+    assert stream([text]) == ["Yes.", "Photosynthesis is how plants make their own food, using light and water."]

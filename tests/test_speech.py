@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audio_fixtures import SAMPLE_RATE, build_recording, rms, silence, wer_text, word_error_rate
+from audio_fixtures import SAMPLE_RATE, build_recording, rms, silence, to_16k, wer_text, word_error_rate
 
 pytestmark = pytest.mark.slow
 
@@ -243,3 +243,32 @@ def test_collapsing_a_loop_drops_the_cut_off_copy(looped, said):
     from voice_tutor.speech.stt import collapse_repeats
 
     assert wer_text(collapse_repeats(looped)) == said
+
+
+def test_tts_workers_default_to_one_per_core_up_to_four(monkeypatch):
+    from voice_tutor.speech.tts import resolve_tts_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert resolve_tts_workers(0) == 2
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert resolve_tts_workers(0) == 4
+    assert resolve_tts_workers(3) == 3  # an explicit setting is kept
+    with pytest.raises(ValueError, match="workers"):
+        resolve_tts_workers(-1)
+
+
+def test_sentences_synthesized_at_once_on_the_sessions_pool_come_out_whole(speech_models, recognizer):
+    """Several sessions' replies go through one voice on ``workers`` threads: each is said in full."""
+    synthesizer = speech_models.synthesizer
+    sentences = ["Photosynthesis happens in the leaves.", "Seven plus five is twelve.",
+                 "The pendulum swings back and forth.", "What is fifteen minus six?"]
+    alone = []
+    for sentence in sentences:
+        synthesizer.clear_cache()
+        alone.append(synthesizer.synthesize(sentence))
+    synthesizer.clear_cache()
+    together = list(speech_models.tts_executor.map(synthesizer.synthesize, sentences))
+    for sentence, one, other in zip(sentences, alone, together, strict=True):
+        assert abs(len(other) - len(one)) < 0.2 * len(one)  # piper varies its timing a little
+        heard = recognizer.transcribe_turn(to_16k(other, synthesizer.sample_rate)).text
+        assert word_error_rate([sentence], [heard]) <= 0.2, (sentence, heard)

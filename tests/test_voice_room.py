@@ -357,3 +357,64 @@ def test_simulation_requests_in_the_shapes_tools_produce() -> None:
     assert simulation_commands({"action": "stop_simulation", "sim_id": "p1"}) == [p.StopSimulation(sim_id="p1")]
     for other in ({"action": "highlight", "target": "bob"}, ev.TutorText(turn_id=1, text="hi"), {"action": "start"}):
         assert simulation_commands(other) == []
+
+
+def room_noise(seconds: float, dbfs: float, seed: int = 0) -> np.ndarray:
+    """Steady background noise at ``dbfs`` RMS: broadband hiss plus mains hum, as a quiet classroom gives."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    noise = rng.standard_normal(len(t)) + 2.0 * np.sin(2 * np.pi * 50 * t) + np.sin(2 * np.pi * 150 * t)
+    return (noise / np.sqrt(np.mean(noise**2)) * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+async def join_with_state(server: BridgeServer, room: str, name: str) -> tuple[ClientConnection, p.RoomState]:
+    ws = await connect(server.url)
+    await ws.send(p.encode_text(p.Hello(versions=[p.PROTOCOL_VERSION], client="voice-test")))
+    assert isinstance(p.parse_text(await ws.recv()), p.Welcome)
+    await ws.send(p.encode_text(p.Join(token=server.make_token(room, "learner", name), role="learner", name=name)))
+    assert isinstance(p.parse_text(await ws.recv()), p.Joined)
+    state = p.parse_text(await ws.recv(), max_bytes=p.MAX_SERVER_TEXT_BYTES)
+    assert isinstance(state, p.RoomState)
+    return ws, state
+
+
+@pytest.mark.parametrize("background", ["silence", "noise -40 dBFS", "noise -30 dBFS"])
+async def test_a_silent_hands_free_microphone_never_holds_the_floor_and_the_idle_timeout_ends_the_session(
+    speech_models, say, background
+):
+    """A kiosk learner answers once, then leaves the microphone on (hands-free) with nobody speaking."""
+    idle_s = 3.0
+    factory = voice_session_factory(speech_models, Config(), idle_timeout_s=idle_s)
+    async with BridgeServer(SECRET, port=0, session_factory=factory) as server:
+        ada = await Client.join(server, "kiosk", "learner", "Ada")
+        await ada.wait_for(is_(p.TutorSpeechEnded, turn_id=0), timeout=30)  # the greeting, heard out
+        quiet = silence if background == "silence" else (lambda s: room_noise(s, float(background.split()[1])))
+        await ada.speak(np.concatenate([quiet(0.5), say("Twelve."), quiet(1.5)]), speed=1.0)
+        final = await ada.wait_for(is_(p.FinalTranscript), timeout=10)
+        assert final.sender == ada.id  # speech over the same background does claim the floor
+        await ada.wait_for(is_(p.TurnCompleted, turn_id=final.utterance_id), timeout=20)
+
+        voice = server.room("kiosk").session
+        assert isinstance(voice, VoiceRoom)
+        held = []
+        streaming = asyncio.create_task(ada.speak(quiet(idle_s + 12.0), speed=1.0))  # the microphone stays on
+        try:
+            ended = ada.wait_for(lambda m: is_(p.Notice)(m) and m.level == p.SESSION_ENDED, timeout=idle_s + 11.0)
+            ending = asyncio.create_task(ended)
+            while not ending.done():
+                held.append(voice.floor.holder is not None)
+                await asyncio.sleep(0.1)
+            notice = ending.result()
+        finally:
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await streaming
+        assert "no activity" in notice.message
+        assert held and not any(held)  # the microphone sent all along, and never held the floor
+        assert not [m for m in ada.received if isinstance(m, p.LearnerSpeechStarted) and m.utterance_id > final.utterance_id]
+
+        ben_ws, state = await join_with_state(server, "kiosk", "Ben")  # the next learner sees nothing of Ada
+        assert not [c for c in state.captions if c.speaker == "learner" or "ada" in c.text.lower()]
+        assert not state.missed
+        await ben_ws.close()
+        await ada.close()

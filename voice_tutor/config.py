@@ -77,6 +77,8 @@ class TextToSpeechConfig:
     """A piper voice: ``bundled:joe`` or a path to an ``.onnx`` voice (config beside it)."""
     length_scale: StrictFloat | None = None
     """Speaking rate: >1 slower, <1 faster; None keeps the voice's own."""
+    workers: StrictInt = 0
+    """Sentences synthesized at once across sessions (0: one per core up to 4); the cores are shared among them."""
 
 
 @dataclass

@@ -71,7 +71,7 @@ class SpeechModels:
             recognizer=recognizer,
             synthesizer=synthesizer,
             stt_scheduler=TranscriptionScheduler(recognizer.workers),
-            tts_executor=ThreadPoolExecutor(1, thread_name_prefix="tts"),
+            tts_executor=ThreadPoolExecutor(synthesizer.workers, thread_name_prefix="tts"),
         )
 
     def close(self) -> None:

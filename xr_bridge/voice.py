@@ -12,9 +12,11 @@ seam) runs one tutoring :class:`~voice_tutor.session.Session`, exactly as
   every room); each room has its own lesson state, VAD and turn detector.
 * Several learners share a room but one listener: the *floor* decides whose
   audio reaches it.  Push-to-talk takes a free floor at once; hands-free audio
-  takes it when it is loud (or nobody else is sending audio).  Audio of the
-  others is ignored until the holder releases it (push-to-talk released, the
-  turn ended, or the holder went quiet or silent).  The learner who held the
+  takes it only when it holds speech (Silero VAD per learner; a silent
+  microphone or steady room noise never claims or keeps the floor, so it cannot
+  keep a kiosk from timing out).  Audio of the others is ignored until the
+  holder releases it (push-to-talk released, the turn ended, or the holder
+  stopped speaking or sending).  The learner who held the
   floor is named as the ``sender`` of ``learner_speech_started``,
   ``partial_transcript`` and ``final_transcript``, and the tutor addresses them
   by that name.
@@ -61,7 +63,7 @@ import soxr
 from voice_tutor import events as ev
 from voice_tutor.audio.sinks import PcmSink
 from voice_tutor.audio.sources import PcmSource
-from voice_tutor.audio.vad import SAMPLE_RATE
+from voice_tutor.audio.vad import SAMPLE_RATE, SpeechGate
 from voice_tutor.config import Config
 from voice_tutor.learning.catalogue import Catalogue, short_title
 from voice_tutor.store.recordings import NOTICE as RECORDING_NOTICE
@@ -77,14 +79,16 @@ log = logging.getLogger(__name__)
 class FloorOptions:
     """How learners of one room take turns at the single listener."""
 
-    speech_rms: float = 0.01
-    """Level (RMS of float samples, about -40 dBFS) at which hands-free audio claims a free floor."""
+    speech_threshold: float = 0.5
+    """Silero speech probability at which a hands-free learner's frame counts as speech."""
+    min_speech_ms: float = 64.0
+    """Speech needed in a row before hands-free audio claims a free floor (or keeps one)."""
     pre_roll_s: float = 0.5
     """Audio kept from each learner while the floor is free, so a claim does not clip the first word."""
     quiet_release_s: float = 1.5
-    """A hands-free holder quiet this long, with no utterance open, gives the floor up."""
+    """A hands-free holder who has not spoken for this long, with no utterance open, gives the floor up."""
     utterance_release_s: float = 4.0
-    """...and this long even with an utterance open (noise that never became words)."""
+    """...and this long even with an utterance open (sounds that never became words)."""
     stale_s: float = 1.0
     """A hands-free holder whose audio stopped arriving this long ago loses the floor."""
     ptt_stale_s: float = 5.0
@@ -117,21 +121,16 @@ class _Floor:
         self.ptt = False
         self.claimed_at = 0.0
         self.last_audio_at = 0.0
-        self.last_loud_at = 0.0
+        self.last_speech_at = 0.0
         self.heard_from: dict[str, float] = {}
         """When each learner last sent audio."""
 
     def holds(self, member: p.Member) -> bool:
         return self.holder is not None and self.holder.client_id == member.client_id
 
-    def others_active(self, member: p.Member, now: float) -> bool:
-        return any(
-            cid != member.client_id and now - at < self.options.stale_s for cid, at in self.heard_from.items()
-        )
-
     def claim(self, member: p.Member, now: float, *, ptt: bool) -> None:
         self.holder, self.ptt = member, ptt
-        self.claimed_at = self.last_audio_at = self.last_loud_at = now
+        self.claimed_at = self.last_audio_at = self.last_speech_at = now
 
     def release(self) -> p.Member | None:
         holder, self.holder, self.ptt = self.holder, None, False
@@ -144,16 +143,12 @@ class _Floor:
         o = self.options
         if self.ptt:
             return now - self.last_audio_at > o.ptt_stale_s
-        quiet = now - self.last_loud_at
+        quiet = now - self.last_speech_at
         return (
             now - self.last_audio_at > o.stale_s
             or (not in_utterance and quiet > o.quiet_release_s)
             or quiet > o.utterance_release_s
         )
-
-
-def rms(samples: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
 
 
 def pcm_to_float(pcm: bytes) -> np.ndarray:
@@ -196,6 +191,8 @@ class VoiceRoom:
         self._outgoing: asyncio.Queue[Any] | None = None
         self._pre_roll: dict[str, deque[np.ndarray]] = {}
         self._resamplers: dict[tuple[str, int], soxr.ResampleStream] = {}
+        self._speech_gates: dict[str, SpeechGate] = {}
+        """Per hands-free learner: does their audio hold speech (only speech claims or keeps the floor)."""
         self._in_utterance = False
         self._latest_utterance = 0
         """The utterance that started last: an overloaded recognizer's late final may be of an earlier one."""
@@ -230,9 +227,14 @@ class VoiceRoom:
         floor = self.floor
         floor.heard_from[client.client_id] = now
         self._expire(now)
-        loud = rms(samples) >= floor.options.speech_rms
+        push_to_talk = floor.ptt and floor.holds(client)
+        speech = False if push_to_talk else await asyncio.get_running_loop().run_in_executor(
+            None, self._speech_gate(client).feed, samples)
+        if self._closed:
+            return
+        now = time.monotonic()
         if floor.holder is None:
-            if loud or not floor.others_active(client, now):
+            if speech:
                 self._claim(client, now, ptt=False)
                 for block in self._pre_roll.pop(client.client_id, ()):
                     self._source.push(block)
@@ -242,8 +244,8 @@ class VoiceRoom:
         if not floor.holds(client):
             return  # another learner has the floor
         floor.last_audio_at = now
-        if loud:
-            floor.last_loud_at = now
+        if speech:
+            floor.last_speech_at = now
         self._source.push(samples)
 
     async def on_learner_action(self, client: p.Member, action: p.LearnerAction) -> None:
@@ -508,6 +510,7 @@ class VoiceRoom:
             for gone in set(self.floor.heard_from) - present:
                 del self.floor.heard_from[gone]
                 self._pre_roll.pop(gone, None)
+                self._speech_gates.pop(gone, None)
                 for key in [key for key in self._resamplers if key[0] == gone]:
                     del self._resamplers[key]
 
@@ -550,6 +553,13 @@ class VoiceRoom:
         """
         longest_ms = max(self.config.turns.end_of_turn_ms, self.config.turns.unfinished_end_of_turn_ms)
         return 1.5 * longest_ms / 1000 + self.floor.options.end_of_turn_margin_s
+
+    def _speech_gate(self, client: p.Member) -> SpeechGate:
+        gate = self._speech_gates.get(client.client_id)
+        if gate is None:
+            options = self.floor.options
+            gate = self._speech_gates[client.client_id] = SpeechGate(options.speech_threshold, options.min_speech_ms)
+        return gate
 
     def _keep_pre_roll(self, client: p.Member, samples: np.ndarray) -> None:
         kept = self._pre_roll.setdefault(client.client_id, deque())

@@ -56,3 +56,37 @@ class StreamingVad:
         probability, self._h, self._c = self._session.run(None, {"input": window, "h": self._h, "c": self._c})
         self._context = frame[-_CONTEXT_SAMPLES:].astype(np.float32, copy=True)
         return float(np.asarray(probability).reshape(-1)[0])
+
+
+class SpeechGate:
+    """Whether chunks of one audio stream (any length) hold speech, by Silero VAD on 32 ms frames.
+
+    Level is no guide to speech: a silent microphone's hiss or steady room
+    noise at -40..-30 dBFS is "loud" yet no one is talking.  The gate says
+    speech only after ``min_speech_ms`` of frames at or above ``threshold``
+    in a row, so a click does not count.  Blocking (one model run per frame):
+    call it from a worker thread, one stream per gate.
+    """
+
+    def __init__(self, threshold: float = 0.5, min_speech_ms: float = 64.0, vad: StreamingVad | None = None):
+        self.threshold = threshold
+        self._frames_needed = max(1, round(min_speech_ms * SAMPLE_RATE / 1000 / FRAME_SAMPLES))
+        self._vad = vad  # loaded on the first feed, in the worker thread
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._voiced_run = 0
+
+    def feed(self, samples: np.ndarray) -> bool:
+        """True when speech was heard in this chunk (a run of voiced frames reached or continued)."""
+        if self._vad is None:
+            self._vad = StreamingVad()
+        pending = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
+        heard = False
+        whole = len(pending) - len(pending) % FRAME_SAMPLES
+        for start in range(0, whole, FRAME_SAMPLES):
+            if self._vad(pending[start : start + FRAME_SAMPLES]) >= self.threshold:
+                self._voiced_run += 1
+                heard = heard or self._voiced_run >= self._frames_needed
+            else:
+                self._voiced_run = 0
+        self._pending = pending[whole:].copy()  # under one frame: the buffer stays bounded
+        return heard

@@ -6,6 +6,11 @@ process serves, so the audio of short sentences is kept in a bounded LRU
 :class:`PhraseCache` shared by all of them: a repeat costs a copy instead of a
 piper run (``benchmarks/sessions_load.py`` measures the effect).
 
+Several sessions' replies are synthesized at once, by ``workers`` threads
+(``[tts] workers``, one per core by default) over one voice: a reply no longer
+waits behind another session's long sentence.  The cores are shared among
+them (onnxruntime threads per run = cores / workers).
+
 Piper's onnxruntime session is opened without spinning worker threads: by
 default they busy-wait after every run, and on a small machine that takes the
 cores Whisper needs (on 2 cores, transcription ran up to twice as slow while
@@ -14,6 +19,7 @@ piper spoke; piper itself is no slower without spinning; see benchmarks/README.m
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -88,8 +94,15 @@ class PhraseCache:
             self.bytes = 0
 
 
-def _load_without_spinning(path: Path):
-    """``PiperVoice.load(path)`` on the CPU, but with onnxruntime workers that sleep when idle."""
+def resolve_tts_workers(workers: int) -> int:
+    """``[tts] workers``: 0 means one per core, up to 4 (piper runs on the CPU)."""
+    if workers < 0:
+        raise ValueError("[tts] workers must be 0 (automatic) or more")
+    return workers or min(4, os.cpu_count() or 1)
+
+
+def _load_without_spinning(path: Path, threads: int):
+    """``PiperVoice.load(path)`` on the CPU, with ``threads`` onnxruntime workers per run that sleep when idle."""
     import json
 
     import onnxruntime
@@ -104,6 +117,7 @@ def _load_without_spinning(path: Path):
         config = PiperConfig.from_dict(json.load(config_file))
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     return PiperVoice(config=config, session=session, espeak_data_dir=Path(ESPEAK_DATA_DIR), download_dir=Path.cwd())
 
@@ -120,14 +134,17 @@ class SpeechSynthesizer:
         from piper import PiperVoice, SynthesisConfig
 
         self.config = config or TextToSpeechConfig()
+        self.workers = resolve_tts_workers(self.config.workers)
+        """How many sentences may be synthesized at once (the size of the sessions' TTS pool)."""
         path = resolve_voice(self.config.voice)
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
         try:
-            self._voice = PiperVoice.load(path) if spinning_threads else _load_without_spinning(path)
+            self._voice = PiperVoice.load(path) if spinning_threads else _load_without_spinning(path, threads)
         except Exception as exc:  # onnxruntime and json raise a variety of errors for bad files
             raise ModelLoadError(f"cannot load piper voice {path}: {exc}") from exc
         self._synthesis = SynthesisConfig(length_scale=self.config.length_scale)
         self.sample_rate: int = self._voice.config.sample_rate
-        self.description = f"{path.stem} ({self.sample_rate} Hz)"
+        self.description = f"{path.stem} ({self.sample_rate} Hz), {self.workers} worker(s)"
         self.last_elapsed_ms = 0.0
         self.phrase_cache = PhraseCache(max_bytes=int(phrase_cache_mb * 2**20))
 
