@@ -149,7 +149,8 @@ async def _talk(args, config: Config) -> int:
         models = await asyncio.to_thread(SpeechModels.load, config, _progress)
         try:
             if args.output:
-                sink = WavFileSink(args.output, models.synthesizer.sample_rate, realtime=not args.fast)
+                sink = WavFileSink(args.output, models.synthesizer.sample_rate, realtime=not args.fast,
+                                   timeline_start=(lambda: source.started_at) if args.input else None)
             else:
                 sink = SpeakerSink(models.synthesizer.sample_rate, args.output_device)
             session = tutoring.session(models, source, sink)

@@ -54,8 +54,9 @@ class PartialTranscript(Event):
 class FinalTranscript(Event):
     """End of the learner's turn, with what they said.
 
-    ``last_voiced_at`` is the capture time of the last voiced sample: every
-    latency of the turn is measured from it.
+    ``last_voiced_at`` is the capture time of the end of the learner's voice (the
+    last 10 ms within 35 dB of the utterance's loudest, or the VAD's last voiced
+    frame if that is earlier): every latency of the turn is measured from it.
     """
 
     utterance_id: int

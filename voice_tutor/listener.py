@@ -23,6 +23,7 @@ from functools import partial
 
 import numpy as np
 
+from voice_tutor.audio.levels import speech_end_s
 from voice_tutor.audio.sources import CapturedFrame
 from voice_tutor.audio.turns import FRAME_MS, Transition, TurnDetector
 from voice_tutor.audio.vad import SAMPLE_RATE, StreamingVad
@@ -215,10 +216,22 @@ class Listener:
         if self._partial is not None:
             self._partial.cancel()  # still queued: nobody will see it
         self._detector.end_turn()
-        closed = _ClosedUtterance(self._utterance_id, self._utterance_audio(), self._last_voiced_at)
+        audio = self._utterance_audio()
+        closed = _ClosedUtterance(self._utterance_id, audio, self._sound_ended_at(audio))
         self._utterance = []
         self._pre_roll.clear()
         return closed
+
+    def _sound_ended_at(self, audio: np.ndarray) -> float:
+        """When the learner's voice faded (:func:`speech_end_s`), never later than the VAD's last voiced frame.
+
+        Silero's hysteresis holds on for a frame or two after the sound ends; every
+        latency is measured from this stamp, so it is taken from the sound itself.
+        """
+        end = speech_end_s(audio, SAMPLE_RATE)
+        if end is None:
+            return self._last_voiced_at
+        return min(self._last_voiced_at, self._heard_until - (len(audio) / SAMPLE_RATE - end))
 
     def _publish_final(self, utterance: _ClosedUtterance, transcript: Transcript | None) -> None:
         if transcript is None or not transcript.text:

@@ -12,9 +12,12 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from voice_tutor.audio.levels import first_sound_s
 from voice_tutor.events import Event, TutorAudio, TutorSpeechEnded, TutorSpeechStarted
 
 BLOCK_S = 0.04
+ONSET_MARGIN_S = 0.01
+"""Kept before a reply's first audible window, so a soft onset is not clipped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,7 @@ class Player:
 
     async def _play(self, item: TutorAudio, reply: _ReplyPlayback) -> int:
         block = max(1, int(item.sample_rate * BLOCK_S))
-        played = 0
+        played = 0 if reply.started else _silent_lead(item)
         while played < len(item.samples) and self._cutting_turn != item.turn_id:
             if not reply.started:
                 reply.started = True
@@ -113,6 +116,18 @@ class Player:
             heard=" ".join(part for part in reply.heard if part),
             cut=cut,
         ))
+
+
+def _silent_lead(item: TutorAudio) -> int:
+    """Samples of inaudible lead-in before a reply's first sound (piper starts each sentence with ~45 ms).
+
+    Skipped at the start of a reply only: the learner is waiting, and between
+    sentences the same silence is part of the voice's rhythm.
+    """
+    onset = first_sound_s(item.samples, item.sample_rate)
+    if onset is None:
+        return 0
+    return max(0, int((onset - ONSET_MARGIN_S) * item.sample_rate))
 
 
 def _drain(queue: asyncio.Queue) -> list:

@@ -49,10 +49,14 @@ class WavFileSink:
 
     With ``realtime`` the file is a timeline of the session: silence while the
     tutor is quiet, speech where it spoke, so it lines up with the learner's
-    recording.  Without it, replies are written back to back at once.
+    recording; ``timeline_start`` gives that recording's first sample's time
+    (a :class:`FileSource`'s ``started_at``) so sample 0 of both files is the
+    same instant (otherwise the timeline starts when the sink is opened).
+    Without ``realtime``, replies are written back to back at once.
     """
 
-    def __init__(self, path: str | Path, sample_rate: int, *, realtime: bool = True):
+    def __init__(self, path: str | Path, sample_rate: int, *, realtime: bool = True,
+                 timeline_start: Callable[[], float | None] | None = None):
         import soundfile
 
         self.sample_rate = sample_rate
@@ -63,11 +67,13 @@ class WavFileSink:
             raise AudioOutputError(f"cannot write {path}: {exc}") from exc
         self._pacer = _RealtimePacer(sample_rate)
         self._opened_at = time.monotonic()
+        self._timeline_start = timeline_start
         self._frames_written = 0
 
     async def write(self, samples: np.ndarray) -> None:
         if self.realtime:
-            behind = int((time.monotonic() - self._opened_at) * self.sample_rate) - self._frames_written
+            start = (self._timeline_start and self._timeline_start()) or self._opened_at
+            behind = int((time.monotonic() - start) * self.sample_rate) - self._frames_written
             if behind > 0:
                 self._file.write(np.zeros(behind, dtype=np.float32))
                 self._frames_written += behind

@@ -103,13 +103,15 @@ class FileSource:
         self.tail_silence_s = tail_silence_s
         self.gate: asyncio.Event | None = None
         self.duration_s = len(self.audio) / SAMPLE_RATE
+        self.started_at: float | None = None
+        """Monotonic time of the recording's first sample, once it plays (a timeline's zero)."""
 
     async def frames(self) -> AsyncIterator[CapturedFrame]:
         tail = np.zeros(int(self.tail_silence_s * SAMPLE_RATE), dtype=np.float32)
         audio = np.concatenate([self.audio, tail])
         count = math.ceil(len(audio) / FRAME_SAMPLES)
         audio = np.pad(audio, (0, count * FRAME_SAMPLES - len(audio)))
-        started = time.monotonic()
+        started = self.started_at = time.monotonic()
         for index in range(count):
             if self.realtime:
                 # Stamped when a microphone would have captured it, even if the session pulls it late.
