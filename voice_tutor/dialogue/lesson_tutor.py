@@ -21,8 +21,9 @@ from voice_tutor.dialogue.answers import Request, check_answer, normalize, parse
 from voice_tutor.dialogue.base import DialogueContext
 from voice_tutor.dialogue.intent import Intent, Understanding, answer_words, spoken_number, understand
 from voice_tutor.dialogue.lesson_qa import LessonQA
+from voice_tutor.dialogue.rule_actions import SceneError, SceneModels, check_scene_parameters, start_simulation
 from voice_tutor.events import AnswerExpected
-from voice_tutor.learning.lessons import Lesson, Question
+from voice_tutor.learning.lessons import Lesson, Question, Resource
 from voice_tutor.learning.mastery import is_mastered
 from voice_tutor.learning.memory import LearnerMemory, MasteryChange, mastery_event
 from voice_tutor.learning.planner import knowledge_gaps, next_question, recommend_resources
