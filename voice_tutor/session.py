@@ -119,6 +119,8 @@ class Session:
             self.id, models.recognizer, config.turns, self._on_event, models.stt_scheduler,
             hotwords=hotwords, language=language, wait_for_recognizer=not getattr(source, "realtime", True),
         )
+        self._lesson_hotwords = config.stt.lesson_hotwords
+        """Whether a lesson's vocabulary biases recognition (a new lesson brings its own)."""
         self._active_turn: int | None = None
         self._timings: dict[int, _TurnTiming] = {}
         self._opening: list[str] = []
@@ -202,7 +204,7 @@ class Session:
             case TutorSpeechEnded():
                 self._end_turn(event)
             case LessonChanged():  # the learner asked for another lesson: listen for its words and language
-                self._listener.hotwords = event.hotwords if self._listener.hotwords is not None else None
+                self._listener.hotwords = event.hotwords if self._lesson_hotwords else None
                 self._listener.language = event.language
 
     def _end_turn(self, ended: TutorSpeechEnded) -> None:

@@ -440,7 +440,10 @@ class VoiceRoom:
                 if self.floor.holder is not None and not self.floor.ptt:
                     self._release(end_turn=False)  # the turn is over: the floor is free again
         wire = p.event_to_wire(event)
-        if isinstance(wire, p.LessonStarted):
+        if isinstance(wire, p.LessonStarted):  # another lesson: the last one's simulations leave the scene
+            for sim_id in sorted(self._running_simulations()):
+                with contextlib.suppress(p.ProtocolError):
+                    await self.room.publish(p.StopSimulation(sim_id=sim_id))
             wire = wire.model_copy(update={"available": self._lesson_entries()})
             self._told_lesson = {m.client_id for m in self.room.members if m.role == "learner"}
         derived: list[p.Alert] = []

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from voice_tutor.classroom.settings import IRI_BASE, XapiConfig
-from voice_tutor.events import Event, MasteryUpdated
+from voice_tutor.events import Event, LessonChanged, MasteryUpdated
 from voice_tutor.store import Store
 
 log = logging.getLogger(__name__)
@@ -155,8 +155,20 @@ class XapiRecorder:
         try:
             if isinstance(event, MasteryUpdated):
                 await self._on_mastery(event)
+            elif isinstance(event, LessonChanged) and event.lesson_id != self._lesson:
+                await self._change_lesson(event.lesson_id)
         except Exception:  # the lesson goes on; the answer itself is in the store
             log.exception("could not queue an xAPI statement")
+
+    async def _change_lesson(self, lesson_id: str) -> None:
+        """The learner switched lessons: the old lesson's attempt ends, the new one's begins."""
+        if self._pseudonym is not None:
+            await self._enqueue([self._statement(
+                "completed", completion=False, duration_s=time.monotonic() - self._started)])
+        self._lesson, self._registration, self._mastered = lesson_id, str(uuid.uuid4()), set()
+        self._started = time.monotonic()
+        if self._pseudonym is not None:
+            await self._enqueue([self._statement("experienced")])
 
     async def _on_mastery(self, event: MasteryUpdated) -> None:
         await self.start()
