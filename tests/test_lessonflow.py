@@ -21,7 +21,7 @@ import pytest
 
 from voice_tutor.audio.sinks import WavFileSink
 from voice_tutor.audio.sources import FileSource
-from voice_tutor.config import Config
+from voice_tutor.config import Config, DialogueConfig, LLMConfig
 from voice_tutor.dialogue.base import DialogueContext
 from voice_tutor.dialogue.lesson_switch import Asks, lesson_request
 from voice_tutor.dialogue.lesson_tutor import LessonTutor
@@ -177,6 +177,41 @@ def test_lesson_prerequisites_must_name_known_lessons_without_a_cycle():
     assert [lesson.id for lesson in catalogue.lessons] == ["arithmetic"]
     assert any("c: prerequisites.0: unknown lesson 'nowhere'" in problem for problem in catalogue.refused)
     assert any("form a cycle" in problem for problem in catalogue.refused)
+
+
+async def test_asking_whats_next_mid_lesson_offers_a_choice_and_no_carries_on():
+    tutoring = await Tutoring.open(Config())
+    context = DialogueContext("s1")
+
+    async def reply(text: str | None = None) -> str:
+        pieces = tutoring.tutor.opening(context) if text is None else tutoring.tutor.respond(text, context)
+        return "".join([piece async for piece in pieces]).strip()
+
+    opening = await reply()
+    assert opening.endswith("What is seven plus five?")
+    offer = await reply("what lessons are next")
+    assert offer.startswith("Sure. Next we could start Fractions.") and "carry on with Adding" in offer
+    assert await reply("no thanks") == "Okay, let's carry on. What is seven plus five?"
+    assert (await reply("twelve")).startswith(("That's right!", "Yes, well done!", "Correct, nice work!"))
+    await reply("what's next")
+    switched = await reply("photosynthesis")  # after an offer, the name alone chooses
+    assert switched.startswith("Okay, let's do Photosynthesis.") and tutoring.lesson.id == "photosynthesis"
+
+
+async def test_an_llm_tutor_switches_lessons_and_is_grounded_in_the_new_one(start_llm):
+    llm = start_llm()
+    config = Config(llm=LLMConfig(base_url=llm.url, model="tutor-test", timeout_s=5.0),
+                    dialogue=DialogueConfig(lesson="arithmetic"))
+    tutoring = await Tutoring.open(config)
+    published: list = []
+    context = DialogueContext("s1", "Sam", publish=published.append)
+    said = "".join([piece async for piece in tutoring.tutor.respond("can we do fractions please", context)])
+    assert said.startswith("Okay, let's do Fractions.")
+    assert [(e.lesson_id, e.language) for e in published if isinstance(e, LessonChanged)] == [("fractions", "en")]
+    system = llm.completion_bodies()[-1]["messages"][0]["content"]  # the new lesson's opening request
+    assert "Lesson: Fractions" in system and "LESSON RULES" in system and "pizza" in system
+    assert all("Can we do fractions" not in message.get("content", "") for message in
+               llm.completion_bodies()[-1]["messages"][1:])  # the switch itself is not sent as an answer
 
 
 # --- spoken -----------------------------------------------------------------------------------
