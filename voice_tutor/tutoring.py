@@ -98,6 +98,7 @@ async def build_tutor(
     *,
     store: Store | None = None,
     on_switch: Callable[[LessonStack], None] | None = None,
+    catalogue: Catalogue | None = None,
 ):
     """The lesson's tutors behind a :class:`LessonSwitcher` (any lesson of the folder, by voice); safety-filtered.
 
@@ -107,7 +108,8 @@ async def build_tutor(
     ``publish`` receives the events these wrappers produce (fallback notices,
     safety alerts), without a session id.  ``scene`` names the simulations the
     learner's scene runs (scenes only).  ``store`` remembers the learner across
-    lessons; ``on_switch`` is told when the learner moves to another lesson.
+    lessons; ``on_switch`` is told when the learner moves to another lesson;
+    ``catalogue`` is the lessons to switch between (default: the lessons folder's).
     """
     from voice_tutor.dialogue.feedback import FeedbackTutor
     from voice_tutor.dialogue.safety import SafeTutor
@@ -116,7 +118,8 @@ async def build_tutor(
         from voice_tutor.dialogue.llm import check_endpoint
 
         await check_endpoint(config.llm)
-    catalogue = Catalogue.load(config.dialogue.lessons_dir)
+    if catalogue is None:
+        catalogue = await asyncio.to_thread(Catalogue.load, config.dialogue.lessons_dir)
     learner = memory.learner.name if memory.learner else None
 
     async def open_lesson(other: Lesson) -> LessonStack:
@@ -159,6 +162,8 @@ class Tutoring:
     store: Store | None
     _relay: list[Session] = dataclasses.field(default_factory=list)
     recordings: Path | None = None
+    catalogue: Catalogue | None = None
+    """The lessons the learner may switch to."""
 
     @classmethod
     async def open(
@@ -183,7 +188,9 @@ class Tutoring:
             if tutoring is not None:
                 tutoring.lesson, tutoring.memory = stack.lesson, stack.memory  # sessions and stored turns follow
 
-        tutor = await build_tutor(config, lesson, memory, publish, scene, store=store, on_switch=follow)
+        catalogue = await asyncio.to_thread(Catalogue.load, config.dialogue.lessons_dir)  # files: off the loop
+        tutor = await build_tutor(config, lesson, memory, publish, scene, store=store, on_switch=follow,
+                                  catalogue=catalogue)
         store = store if memory.learner else None
         recordings = None
         if store is not None and config.privacy.record_audio:
@@ -192,7 +199,7 @@ class Tutoring:
 
             recordings = recordings_dir(config.privacy.recordings_dir, store.path)
             tutor = PrefacedTutor(tutor, NOTICE)  # the learner hears it before anything is recorded
-        tutoring = cls(config, lesson, memory, tutor, store, relay, recordings)
+        tutoring = cls(config, lesson, memory, tutor, store, relay, recordings, catalogue)
         return tutoring
 
     @property
