@@ -122,10 +122,10 @@ async def test_the_offline_tutor_starts_a_simulation_only_where_a_scene_shows_it
                 ("start_simulation", "swing", "pendulum", {"length": 2.0})]
         else:  # nobody would see it: no promise, a resource the learner can open instead
             assert requests == [] and "I'll start" not in reply
-            assert reply == 'Have a look at "Pendulums explained" later; it shows this well. What is one plus one?'
+            assert reply == 'Have a look at "Pendulums explained" later; it helps with this. What is one plus one?'
     off_topic = "".join([piece async for piece in tutor.respond("I like football", context)])
-    assert off_topic == ('Here is something for later. Have a look at "Pendulums explained" later; it shows this '
-                         "well. Now, back to our question: What is one plus one?")
+    assert off_topic == ('Here is something for later. Have a look at "Pendulums explained" later; it helps with '
+                         "this. Now, back to our question: What is one plus one?")
 
 
 def test_the_llm_tutor_is_shown_the_rules_of_the_question_in_hand():
