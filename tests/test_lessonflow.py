@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 
 from voice_tutor.audio.sinks import WavFileSink
 from voice_tutor.audio.sources import FileSource
-from voice_tutor.config import Config
+from voice_tutor.config import Config, DialogueConfig, LLMConfig
+from voice_tutor.dialogue.base import DialogueContext
 from voice_tutor.dialogue.lesson_switch import Asks, lesson_request
+from voice_tutor.dialogue.lesson_tutor import LessonTutor
+from voice_tutor.dialogue.prompts import lesson_system_prompt
 from voice_tutor.events import LessonChanged, SimulationRequested
 from voice_tutor.learning.catalogue import Catalogue
 from voice_tutor.learning.lessons import LessonError, load_lesson
@@ -29,6 +33,7 @@ from voice_tutor.store import Store
 from voice_tutor.tutoring import Tutoring
 from xr_bridge import protocol as p
 from xr_bridge.server import BridgeServer
+from xr_bridge.simulations import scene_models
 from xr_bridge.voice import voice_session_factory
 
 LESSONS = Config().dialogue.lessons_dir
@@ -76,6 +81,67 @@ def test_a_rule_whose_action_cannot_be_carried_out_is_refused_at_load(tmp_path, 
     assert load_lesson(tiny(tmp_path, "give_hint")).rules[0].action == "give_hint"
 
 
+SIMULATED = TINY.replace("ACTION", "start_simulation").replace(
+    'say = "Let\'s look at it another way."', 'say = "I\'ll start a pendulum for you to watch."') + """
+[[resources]]
+id = "swing"
+kind = "simulation"
+title = "A swinging pendulum"
+simulation = "pendulum"
+parameters = { length = 2.0 }
+skills = ["tiny"]
+
+[[resources]]
+id = "reading"
+kind = "reading"
+title = "Pendulums explained"
+url = "https://example.org/pendulums"
+skills = ["tiny"]
+
+[[rules]]
+when = "off_topic"
+say = "Here is something for later."
+action = "recommend_resource"
+"""
+
+
+async def test_the_offline_tutor_starts_a_simulation_only_where_a_scene_shows_it(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SIMULATED, encoding="utf-8")
+    lesson = load_lesson(path)
+    for scene in (scene_models(), None):
+        published: list = []
+        context = DialogueContext("s1", publish=published.append)
+        tutor = LessonTutor(lesson, scene=scene)
+        [_ async for _ in tutor.opening(context)]
+        reply = "".join([piece async for piece in tutor.respond("I don't understand", context)])
+        requests = [event for event in published if isinstance(event, SimulationRequested)]
+        if scene is not None:  # the promise is kept: the same request the LLM's tool publishes
+            assert reply == "I'll start a pendulum for you to watch. Then tell me: What is one plus one?"
+            assert [(r.action, r.sim_id, r.simulation, r.parameters) for r in requests] == [
+                ("start_simulation", "swing", "pendulum", {"length": 2.0})]
+        else:  # nobody would see it: no promise, a resource the learner can open instead
+            assert requests == [] and "I'll start" not in reply
+            assert reply == 'Have a look at "Pendulums explained" later; it helps with this. What is one plus one?'
+    off_topic = "".join([piece async for piece in tutor.respond("I like football", context)])
+    assert off_topic == ('Here is something for later. Have a look at "Pendulums explained" later; it helps with '
+                         "this. Now, back to our question: What is one plus one?")
+
+
+def test_the_llm_tutor_is_shown_the_rules_of_the_question_in_hand():
+    lesson = load_lesson(LESSONS / "newtons-laws.toml")
+    pendulum = next(q for q in lesson.questions if q.skill == "pendulum-period")
+    with_scene = lesson_system_prompt(lesson, current=pendulum, tools=("give_hint", "start_simulation"))
+    rules = with_scene[with_scene.index("LESSON RULES"):with_scene.index("LESSON CONTENT")]
+    assert "I'll start a one metre pendulum" in rules and "call start_simulation" in rules
+    assert "shopping trolley" not in rules  # the pendulum skill's rule wins over the general one
+    assert "answer from the lesson content" in rules and "call give_hint" in rules
+    without_scene = lesson_system_prompt(lesson, current=pendulum, tools=("give_hint",))
+    assert "suggest a simulation resource instead of promising one" in without_scene
+    first_law = lesson_system_prompt(lesson, current=lesson.questions[0])
+    assert "shopping trolley" in first_law and "I'll start a one metre pendulum" not in first_law
+
+
 def test_lessons_are_found_by_what_learners_call_them_and_only_switch_when_asked():
     catalogue = Catalogue.load(LESSONS)
     assert catalogue.refused == ()
@@ -113,6 +179,41 @@ def test_lesson_prerequisites_must_name_known_lessons_without_a_cycle():
     assert any("form a cycle" in problem for problem in catalogue.refused)
 
 
+async def test_asking_whats_next_mid_lesson_offers_a_choice_and_no_carries_on():
+    tutoring = await Tutoring.open(Config())
+    context = DialogueContext("s1")
+
+    async def reply(text: str | None = None) -> str:
+        pieces = tutoring.tutor.opening(context) if text is None else tutoring.tutor.respond(text, context)
+        return "".join([piece async for piece in pieces]).strip()
+
+    opening = await reply()
+    assert opening.endswith("What is seven plus five?")
+    offer = await reply("what lessons are next")
+    assert offer.startswith("Sure. Next we could start Fractions.") and "carry on with Adding" in offer
+    assert await reply("no thanks") == "Okay, let's carry on. What is seven plus five?"
+    assert (await reply("twelve")).startswith(("That's right!", "Yes, well done!", "Correct, nice work!"))
+    await reply("what's next")
+    switched = await reply("photosynthesis")  # after an offer, the name alone chooses
+    assert switched.startswith("Okay, let's do Photosynthesis.") and tutoring.lesson.id == "photosynthesis"
+
+
+async def test_an_llm_tutor_switches_lessons_and_is_grounded_in_the_new_one(start_llm):
+    llm = start_llm()
+    config = Config(llm=LLMConfig(base_url=llm.url, model="tutor-test", timeout_s=5.0),
+                    dialogue=DialogueConfig(lesson="arithmetic"))
+    tutoring = await Tutoring.open(config)
+    published: list = []
+    context = DialogueContext("s1", "Sam", publish=published.append)
+    said = "".join([piece async for piece in tutoring.tutor.respond("can we do fractions please", context)])
+    assert said.startswith("Okay, let's do Fractions.")
+    assert [(e.lesson_id, e.language) for e in published if isinstance(e, LessonChanged)] == [("fractions", "en")]
+    system = llm.completion_bodies()[-1]["messages"][0]["content"]  # the new lesson's opening request
+    assert "Lesson: Fractions" in system and "LESSON RULES" in system and "pizza" in system
+    assert all("Can we do fractions" not in message.get("content", "") for message in
+               llm.completion_bodies()[-1]["messages"][1:])  # the switch itself is not sent as an answer
+
+
 # --- spoken -----------------------------------------------------------------------------------
 
 
@@ -147,6 +248,9 @@ async def test_a_finished_lesson_offers_what_is_next_and_can_we_do_fractions_sta
     sessions = store.export_learner("Ada")["sessions"]
     assert [s["lesson_id"] for s in sessions] == ["arithmetic", "fractions"]
     assert store.get_mastery("Ada", "arithmetic/addition") is not None  # the record carried over
+    statements = [json.loads(queued.statement) for queued in store.pending_xapi(limit=200)]
+    experienced = [s["object"]["id"] for s in statements if s["verb"]["display"]["en-US"] == "experienced"]
+    assert [iri.rsplit("/", 1)[1] for iri in experienced] == ["arithmetic", "fractions"]  # xAPI follows the switch
     store.close()
 
 
@@ -178,6 +282,8 @@ async def test_the_offline_tutor_starts_the_pendulum_its_rule_promises_in_the_ro
         changed = await ada.wait_for(lambda m: isinstance(m, p.LessonStarted) and m.lesson_id == "photosynthesis",
                                      60)
         assert changed.title.startswith("Photosynthesis")
+        stopped = await ada.wait_for(lambda m: isinstance(m, p.StopSimulation))  # the pendulum leaves with its lesson
+        assert stopped.sim_id == "pendulum" and stopped.seq < changed.seq
         opening = await ada.wait_for(lambda m: isinstance(m, p.TutorText) and "photosynthesis" in m.text.lower(), 60)
         assert opening.text
         await ada.close()

@@ -22,6 +22,7 @@ from voice_tutor.audio.sinks import WavFileSink
 from voice_tutor.audio.sources import FileSource
 from voice_tutor.config import Config
 from voice_tutor.dialogue.base import DialogueContext
+from voice_tutor.dialogue.lesson_switch import LessonStack, LessonSwitcher
 from voice_tutor.dialogue.lesson_tutor import LessonTutor
 from voice_tutor.events import (
     BargeIn,
@@ -34,6 +35,7 @@ from voice_tutor.events import (
     TutorSpeechStarted,
     TutorText,
 )
+from voice_tutor.learning.catalogue import Catalogue
 from voice_tutor.learning.lessons import find_lesson, load_lesson
 from voice_tutor.session import Session
 
@@ -46,6 +48,17 @@ PRAISE = ("That's right!", "Yes, well done!", "Correct, nice work!", "Exactly ri
 def arithmetic() -> LessonTutor:
     config = Config()
     return LessonTutor(load_lesson(find_lesson("arithmetic", config.dialogue.lessons_dir)))
+
+
+def switching(offline: LessonTutor) -> LessonSwitcher:
+    """The lesson tutor behind the switcher every session has (other lessons open offline, unremembered)."""
+
+    async def open_lesson(lesson):
+        other = LessonTutor(lesson)
+        return LessonStack(lesson, other.memory, other, other)
+
+    catalogue = Catalogue.load(Config().dialogue.lessons_dir)
+    return LessonSwitcher(catalogue, LessonStack(offline.lesson, offline.memory, offline, offline), open_lesson)
 
 
 def parse_turns(stdout: str) -> list[dict]:
@@ -144,12 +157,13 @@ def words_for(intent: str, question, wrong_before: int) -> tuple[str, str]:
 
 async def lesson_script(intents: list[str]) -> list[tuple[str, str, str, str | None, str]]:
     """(intent, voice, text, question asked, expected reply) per turn, by replaying the tutor."""
-    tutor, context = arithmetic(), DialogueContext("script")
+    offline, context = arithmetic(), DialogueContext("script")
+    tutor = switching(offline)  # as `voice-tutor talk` runs it: a finished lesson offers what comes next
     [_ async for _ in tutor.opening(context)]
     wrong: dict[str, int] = {}
     script = []
     for intent in intents:
-        question = tutor.current
+        question = offline.current
         voice, text = words_for(intent, question, wrong.get(question.id, 0) if question else 0)
         if intent == "wrong":
             wrong[question.id] = wrong.get(question.id, 0) + 1

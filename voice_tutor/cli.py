@@ -578,6 +578,16 @@ def cmd_lessons(args) -> int:
             "subject": lesson.subject, "level": lesson.level, "skills": len(lesson.skills),
             "questions": len(lesson.questions), "answer_language": lesson.answer_language,
         })
+    if in_dir:  # lessons name each other as prerequisites: check those references across the folder
+        from voice_tutor.learning.catalogue import Catalogue
+
+        loaded = [load_lesson(Path(r["file"])) for r in rows if r["valid"]]
+        for problem in Catalogue.of(loaded).refused:
+            lesson_id = problem.split(":", 1)[0]
+            for row in rows:
+                if row.get("id") == lesson_id and row["valid"]:
+                    row["valid"], row["error"] = False, f"{row['file']}: {problem.split(': ', 1)[1]}"
+                    problems.append(row["error"])
     if args.json:
         _print_json(rows)
     else:

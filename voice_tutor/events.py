@@ -267,3 +267,7 @@ class LessonChanged(Event):
     title: str
     hotwords: str | None
     language: str
+    learner: str | None = None
+    """Who moved (in a shared room only their record moves with them; None: it does not say)."""
+    previous_outcome: str = "terminated"
+    """How the lesson left behind stands for them: ``completed``, ``suspended`` or ``terminated``."""

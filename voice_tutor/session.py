@@ -127,6 +127,8 @@ class Session:
             hotwords=hotwords, language=language, wait_for_recognizer=not getattr(source, "realtime", True),
         )
         self._lesson_hotwords = hotwords
+        """The lesson's vocabulary that biases recognition (None: none; a new lesson brings its own)."""
+        self._use_lesson_vocabulary = config.stt.lesson_hotwords
         self._expect_answers = config.stt.answer_hotwords
         self._active_turn: int | None = None
         self._timings: dict[int, _TurnTiming] = {}
@@ -243,7 +245,8 @@ class Session:
             case TutorSpeechEnded():
                 self._end_turn(event)
             case LessonChanged():  # the learner asked for another lesson: listen for its words and language
-                self._listener.hotwords = event.hotwords if self._listener.hotwords is not None else None
+                self._lesson_hotwords = event.hotwords if self._use_lesson_vocabulary else None
+                self._listener.hotwords = self._lesson_hotwords
                 self._listener.language = event.language
 
     def _end_turn(self, ended: TutorSpeechEnded) -> None:

@@ -116,6 +116,7 @@ async def build_tutor(
     *,
     store: Store | None = None,
     on_switch: Callable[[LessonStack], None] | None = None,
+    catalogue: Catalogue | None = None,
 ):
     """The lesson's tutors behind a :class:`LessonSwitcher` (any lesson of the folder, by voice); safety-filtered.
 
@@ -125,7 +126,8 @@ async def build_tutor(
     ``publish`` receives the events these wrappers produce (fallback notices,
     safety alerts), without a session id.  ``scene`` names the simulations the
     learner's scene runs (scenes only).  ``store`` remembers the learner across
-    lessons; ``on_switch`` is told when the learner moves to another lesson.
+    lessons; ``on_switch`` is told when the learner moves to another lesson;
+    ``catalogue`` is the lessons to switch between (default: the lessons folder's).
     """
     from voice_tutor.dialogue.feedback import FeedbackTutor
     from voice_tutor.dialogue.safety import SafeTutor
@@ -137,7 +139,8 @@ async def build_tutor(
         context_tokens = config.llm.context_tokens or await discover_context_tokens(config.llm)
     else:
         context_tokens = None
-    catalogue = Catalogue.load(config.dialogue.lessons_dir)
+    if catalogue is None:
+        catalogue = await asyncio.to_thread(Catalogue.load, config.dialogue.lessons_dir)
     learner = memory.learner.name if memory.learner else None
 
     async def open_lesson(other: Lesson) -> LessonStack:
@@ -209,6 +212,8 @@ class Tutoring:
     """The simulations the learners' scene runs (a room of the XR bridge), None without one."""
     _running: Session | None = None
     _joining: dict[str, asyncio.Future[Seat]] = dataclasses.field(default_factory=dict)
+    catalogue: Catalogue | None = None
+    """The lessons the learners may switch to (read once, off the event loop)."""
 
     @classmethod
     async def open(
@@ -225,7 +230,8 @@ class Tutoring:
             from voice_tutor.store.recordings import recordings_dir
 
             recordings = recordings_dir(config.privacy.recordings_dir, store.path)
-        tutoring = cls(config, lesson, store, {}, [], recordings, scene)
+        catalogue = await asyncio.to_thread(Catalogue.load, config.dialogue.lessons_dir)  # files: off the loop
+        tutoring = cls(config, lesson, store, {}, [], recordings, scene, catalogue=catalogue)
         first = await tutoring._open_seat(learner_name or None)
         if tutoring.recordings is not None and first.remembered:
             from voice_tutor.dialogue.base import PrefacedTutor
@@ -246,12 +252,13 @@ class Tutoring:
         seat = Seat(name, memory, None)
 
         def follow(stack: LessonStack) -> None:
-            # The learner moved to another lesson: the room's lesson and their record follow.
+            # The learner moved to another lesson: the room's lesson and their record follow (their
+            # recorder starts the new lesson's stored session and hands its id to the new memory).
             stack.memory.session_id, stack.memory.redact = seat.memory.session_id, seat.memory.redact
             self.lesson, seat.memory = stack.lesson, stack.memory
 
         seat.tutor = await build_tutor(self.config, self.lesson, memory, publish, self.scene,
-                                       store=self.store, on_switch=follow)
+                                       store=self.store, on_switch=follow, catalogue=self.catalogue)
         return seat
 
     @property
@@ -349,7 +356,8 @@ class Tutoring:
         speaker = seat.name or learner
         seat.recorder = TurnRecorder(self.store, learner, self.lesson.id, redact=redact,
                                      recordings=self.recordings, speaker=speaker, session_id=session_id,
-                                     opening=seat is self.first)
+                                     opening=seat is self.first,
+                                     on_new_session=lambda new_id: setattr(seat.memory, "session_id", new_id))
         seat.statements = XapiRecorder(self.store, learner, self.lesson.id, homepage=self.config.xapi.homepage,
                                        speaker=speaker)
         seat.tasks = [asyncio.create_task(seat.recorder.run(session.bus.subscribe())),

@@ -212,7 +212,6 @@ class VoiceRoom:
         self._seen_learners: set[str] = set()
         self._told_recording: set[str] = set()
         """Learners (client ids) told that this session is recorded."""
-        self.catalogue = Catalogue.load(config.dialogue.lessons_dir)
         self._told_lesson: set[str] = set()
         """Learners (client ids) told the room's lesson."""
         self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._main(), name=f"voice room {room.id}")]
@@ -445,7 +444,10 @@ class VoiceRoom:
                 if self.floor.holder is not None and not self.floor.ptt:
                     self._release(end_turn=False)  # the turn is over: the floor is free again
         wire = p.event_to_wire(event)
-        if isinstance(wire, p.LessonStarted):
+        if isinstance(wire, p.LessonStarted):  # another lesson: the last one's simulations leave the scene
+            for sim_id in sorted(self._running_simulations()):
+                with contextlib.suppress(p.ProtocolError):
+                    await self.room.publish(p.StopSimulation(sim_id=sim_id))
             wire = wire.model_copy(update={"available": self._lesson_entries()})
             self._told_lesson = {m.client_id for m in self.room.members if m.role == "learner"}
         derived: list[p.Alert] = []
@@ -592,9 +594,13 @@ class VoiceRoom:
 
     # --- the lesson ------------------------------------------------------------------------
 
+    def _catalogue(self) -> Catalogue:
+        tutoring = self.tutoring
+        return tutoring.catalogue if tutoring is not None and tutoring.catalogue is not None else Catalogue.of([])
+
     def _lesson_entries(self) -> list[p.LessonEntry]:
         return [p.LessonEntry(id=lesson.id, title=lesson.title[:500], subject=lesson.subject[:500],
-                              level=lesson.level[:500]) for lesson in self.catalogue.lessons[:256]]
+                              level=lesson.level[:500]) for lesson in self._catalogue().lessons[:256]]
 
     async def _announce_lesson(self) -> None:
         """Tell the room its lesson and the lessons it may switch to (a page shows its picker from this)."""
@@ -609,9 +615,11 @@ class VoiceRoom:
 
     async def _choose_lesson(self, client: p.Member, lesson_id: str) -> None:
         """A lesson picked on a page becomes the learner's request for it, exactly as if said aloud."""
-        lesson = self.catalogue.get(lesson_id)
+        await self.ready.wait()
+        catalogue = self._catalogue()
+        lesson = catalogue.get(lesson_id)
         if lesson is None:
-            known = ", ".join(entry.id for entry in self.catalogue.lessons)
+            known = ", ".join(entry.id for entry in catalogue.lessons)
             await self._notice("warning", f"there is no lesson {lesson_id!r} (known: {known})")
             return
         if self.tutoring is not None and self.tutoring.lesson.id == lesson.id:

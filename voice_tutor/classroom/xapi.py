@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from voice_tutor.classroom.settings import IRI_BASE, XapiConfig
-from voice_tutor.events import Event, MasteryUpdated
+from voice_tutor.events import Event, LessonChanged, MasteryUpdated
 from voice_tutor.store import Store
 
 log = logging.getLogger(__name__)
@@ -179,8 +179,21 @@ class XapiRecorder:
         try:
             if isinstance(event, MasteryUpdated) and event.learner == self._speaker:
                 await self._on_mastery(event)
+            elif (isinstance(event, LessonChanged) and event.lesson_id != self._lesson
+                  and event.learner in (None, self._speaker)):
+                await self._change_lesson(event.lesson_id, event.previous_outcome)
         except Exception:  # the lesson goes on; the answer itself is in the store
             log.exception("could not queue an xAPI statement")
+
+    async def _change_lesson(self, lesson_id: str, outcome: str) -> None:
+        """The learner switched lessons: the old lesson's attempt ends as it stood, the new one's begins."""
+        if self._pseudonym is not None:
+            await self._enqueue([self._statement(
+                outcome, completion=outcome == "completed", duration_s=time.monotonic() - self._started)])
+        self._lesson, self._registration, self._mastered = lesson_id, str(uuid.uuid4()), set()
+        self._started = time.monotonic()
+        if self._pseudonym is not None:
+            await self._enqueue([self._statement("experienced")])
 
     async def _on_mastery(self, event: MasteryUpdated) -> None:
         await self.start()

@@ -34,7 +34,8 @@ _SWITCH = re.compile(
     rf"can i|could i) {_VERBS}\b|\b(switch|change) (to|lessons?)\b|\bteach me\b|\b(how|what) about\b|\binstead\b"
 )
 _WHATS_NEXT = re.compile(
-    r"\bwhat('?s| is| comes)? next\b|\bnext lesson\b|\bwhat (else|other lessons?)\b|\bwhat now\b|"
+    r"\bwhat('?s| is| comes)? next\b|\bnext lesson\b|\blessons? (are |is |comes )?next\b|"
+    r"\bwhat (else|other lessons?)\b|\bwhat now\b|"
     r"\b(another|a different) lesson\b|\bwhich lessons?\b"
 )
 _YES = re.compile(r"^(yes|yeah|yep|sure|ok(ay)?|alright|all right|go on|sounds good|lets? (do|go)|"
@@ -111,6 +112,8 @@ class LessonSwitcher:
         self._finished: set[str] = set()
         """Lessons finished in this session (a learner the store does not remember has no other record)."""
         self._offered: list[Lesson] = []
+        self._choosing = False
+        """The tutor's last words offered lessons: a name alone, "yes" or "no" answer that offer."""
 
     @property
     def name(self) -> str:
@@ -122,7 +125,8 @@ class LessonSwitcher:
 
     async def respond(self, learner_text: str, context: DialogueContext) -> AsyncIterator[str]:
         finished = self.stack.offline.finished
-        request = lesson_request(learner_text, self.catalogue, self.stack.lesson, choosing=finished)
+        choosing, self._choosing = finished or self._choosing, False
+        request = lesson_request(learner_text, self.catalogue, self.stack.lesson, choosing=choosing)
         if request is not None and request.asks is Asks.SWITCH:
             async for piece in self.switch_to(request.lesson, context):
                 yield piece
@@ -132,7 +136,11 @@ class LessonSwitcher:
                 yield piece
             return
         if request is not None and request.asks is Asks.NO:
-            yield "Okay. You did well today. Whenever you want more, just name a lesson and we'll start it."
+            question = self.stack.offline.current
+            if not finished and question is not None:
+                yield f"Okay, let's carry on. {question.prompt}"
+            else:
+                yield "Okay. You did well today. Whenever you want more, just name a lesson and we'll start it."
             return
         if finished or (request is not None and request.asks is Asks.WHATS_NEXT):
             yield await self.offer(lead=None if finished else "Sure.")
@@ -149,12 +157,14 @@ class LessonSwitcher:
             return
         if self._completed():
             self._finished.add(self.stack.lesson.id)
+        previous_outcome = self.stack.memory.outcome()
         self.stack = await self._open_lesson(lesson)
         self._offered = []
         self._on_switch(self.stack)
         vocabulary = " ".join(lesson.vocabulary)
         context.publish(LessonChanged(session_id=context.session_id, lesson_id=lesson.id, title=lesson.title,
-                                      hotwords=vocabulary or None, language=lesson.answer_language))
+                                      hotwords=vocabulary or None, language=lesson.answer_language,
+                                      learner=context.learner_name, previous_outcome=previous_outcome))
         yield f"Okay, let's do {short_title(lesson)}. "
         async for piece in self.stack.tutor.opening(context):
             yield piece
@@ -189,8 +199,11 @@ class LessonSwitcher:
             parts.append(f"{'Or' if due else 'Next'} we could start {short_title(following[0])}.")
         if others:
             parts.append(f"You can also pick {_spoken([short_title(lesson) for lesson in others[:4]], 'or')}.")
-        if not self._offered:
+        if not self.stack.offline.finished:
+            parts.append(f"Or we can carry on with {short_title(current)}.")
+        elif not self._offered:
             return " ".join([*parts, "That's every lesson I have. Well done!"])
+        self._choosing = True
         return " ".join([*parts, "Which would you like?"])
 
 

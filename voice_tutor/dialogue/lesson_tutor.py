@@ -186,14 +186,15 @@ class LessonTutor:
 
     def _resource_line(self, attempt: _Attempt, *, prefer_simulation: bool = False) -> str | None:
         """A resource for the question's skill to try later, one not recommended yet first."""
-        resources = [r for r in self._skill_resources(attempt) if r.simulation is None] or self._skill_resources(attempt)
+        openable = [r for r in self._skill_resources(attempt) if r.simulation is None]  # no scene needed
+        resources = openable or self._skill_resources(attempt)
         if prefer_simulation:
             resources = [r for r in resources if r.kind == "simulation"] or resources
         if not resources:
             return None
         resource = next((r for r in resources if r.id not in self._recommended), resources[0])
         self._recommended.add(resource.id)
-        return f"Have a look at \"{resource.title}\" later; it shows this well."
+        return f"Have a look at \"{resource.title}\" later; it helps with this."
 
     async def _reply(self, text: str, context: DialogueContext) -> str:
         attempt = self._attempt

@@ -94,14 +94,21 @@ class Catalogue:
     @classmethod
     def of(cls, lessons: list[Lesson], refused: list[str] | tuple[str, ...] = ()) -> Catalogue:
         """A catalogue of these lessons; a lesson whose prerequisites are unknown or circular is refused."""
+        known = sorted(lesson.id for lesson in lessons)
         by_id = {lesson.id: lesson for lesson in lessons}
         refused = list(refused)
         for lesson in lessons:
             for i, prerequisite in enumerate(lesson.prerequisites):
-                if prerequisite not in by_id:
+                if prerequisite not in known:
                     refused.append(f"{lesson.id}: prerequisites.{i}: unknown lesson {prerequisite!r} "
-                                   f"(known: {', '.join(sorted(by_id))})")
+                                   f"(known: {', '.join(known)})")
                     by_id.pop(lesson.id, None)
+        while dropped := [lesson for lesson in by_id.values() if any(p not in by_id for p in lesson.prerequisites)]:
+            for lesson in dropped:  # a lesson after a refused one cannot be reached either
+                missing = next(p for p in lesson.prerequisites if p not in by_id)
+                refused.append(f"{lesson.id}: prerequisites.{lesson.prerequisites.index(missing)}: "
+                               f"lesson {missing!r} is refused, so this one cannot follow it")
+                del by_id[lesson.id]
         order: list[Lesson] = []
         visiting: set[str] = set()
 

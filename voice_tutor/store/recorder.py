@@ -44,12 +44,14 @@ class TurnRecorder:
     def __init__(self, store: Store, learner: str, lesson_id: str,
                  redact: Callable[[str | None], str | None] | None = None,
                  recordings: Path | None = None, *, speaker: str | None = None,
-                 session_id: int | None = None, opening: bool = True):
+                 session_id: int | None = None, opening: bool = True,
+                 on_new_session: Callable[[int], None] = lambda session_id: None):
         """``redact`` is applied to every text before it is stored (privacy settings);
         ``recordings`` is where spoken turns are kept as WAV files (None: nothing is recorded).
         ``speaker`` is the name the session stamps this learner's turns with (default: ``learner``);
         ``session_id`` a stored session already started for them (default: one is started);
-        ``opening``: whether the tutor's opening was addressed to them."""
+        ``opening``: whether the tutor's opening was addressed to them;
+        ``on_new_session`` is told the stored session a lesson switch moves them to."""
         self._store = store
         self._redact = redact or (lambda text: text)
         self._learner = learner
@@ -57,6 +59,7 @@ class TurnRecorder:
         self._lesson_id = lesson_id
         self._recordings = recordings
         self._opening = opening
+        self._on_new_session = on_new_session
         self.session_id: int | None = session_id
         self._last_speaker: str | None = None
         """Who spoke the latest learner turn of the session (a rating said aloud is theirs)."""
@@ -119,11 +122,12 @@ class TurnRecorder:
                     await asyncio.to_thread(self._store.set_rating, self._tutor_turns[turn_id], event.rating)
                 case TurnRated(turn_id=turn_id):
                     self._pending_ratings[turn_id] = event.rating
-                case LessonChanged(lesson_id=lesson_id) if lesson_id != self._lesson_id:
-                    # A stored session is one lesson's: end it and go on in a new one for the next lesson.
-                    await asyncio.to_thread(self._store.end_session, self.session_id)
+                case LessonChanged(lesson_id=lesson_id) if lesson_id != self._lesson_id and self._mine(event.learner):
+                    # A stored session is one lesson's: end it as it stood and go on in a new one for the next.
+                    await asyncio.to_thread(self._store.end_session, self.session_id, outcome=event.previous_outcome)
                     self._lesson_id = lesson_id
                     self.session_id = await asyncio.to_thread(self._store.start_session, self._learner, lesson_id)
+                    self._on_new_session(self.session_id)
                 case SurveyAnswered():
                     await asyncio.to_thread(
                         self._store.add_survey, self.session_id, dict(event.answers), self._redact(event.comment)
