@@ -262,7 +262,9 @@ async def test_in_a_shared_room_each_learner_is_asked_assessed_and_stored_as_the
                 timeout=20)
             praised = await ada.wait_for(is_(p.TurnCompleted, turn_id=answer.utterance_id), timeout=30)
             assert "next question" in praised.tutor.lower()
-            await ada.wait_for(is_(p.MasteryUpdate))
+            assessed = await ada.wait_for(is_(p.MasteryUpdate))  # the dashboard sees whose answer, and how
+            assert (assessed.sender, assessed.skill, assessed.correct, assessed.first_try, assessed.hints_used) == (
+                ben.id, "addition", True, True, 0)
             for client in (ada, ben):
                 await client.close()
         # The room has closed: each learner's session is stored and ended, each in their own record.

@@ -443,6 +443,9 @@ class VoiceRoom:
                 speaker = self._speakers.get(wire.utterance_id)
             elif isinstance(wire, p.RateTurn):  # said aloud: by whoever spoke last
                 speaker = self._speaker
+            elif isinstance(event, ev.MasteryUpdated):  # the answer of the learner it names
+                speaker = next((m for m in self.room.members if m.role == "learner" and m.name == event.learner),
+                               None)
             await self.room.publish(wire, sender=speaker)
             for alert in derived:
                 await self.room.publish(alert)
