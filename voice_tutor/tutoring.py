@@ -229,6 +229,18 @@ class Tutoring:
             del self._joining[name]
         return seat
 
+    async def leave(self, name: str) -> None:
+        """Learner ``name`` left while others go on: their record ends (``suspended`` if mid-question).
+
+        Their progress is stored, so if they come back they are seated again
+        and carry on.  The last learner's record ends with the session.
+        """
+        seat = self.seats.get(name)
+        if seat is None or len(self.seats) == 1:
+            return
+        del self.seats[name]
+        await self._close_record(seat)
+
     def session(self, models: SpeechModels, source, sink, **options) -> Session:
         """A session of this lesson on ``source``/``sink``, shaped by the first learner's profile."""
         learner = self.first.memory.learner
