@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -35,7 +34,6 @@ from voice_tutor.session import Session, SpeechModels
 from voice_tutor.store import Preferences, Store
 from voice_tutor.store.recorder import TurnRecorder
 
-log = logging.getLogger(__name__)
 
 RECORDING_NOTICE = "recording"
 """``SessionNotice.level`` of the notice that the learner's spoken turns are recorded (pages show it)."""
