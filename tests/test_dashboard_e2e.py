@@ -135,6 +135,10 @@ async def test_a_teacher_sees_live_captions_and_an_alert_and_sends_a_hint_the_le
             await said.wait_for(timeout=30_000)
             assert await said.locator(".who").inner_text() == "Ada"
             await card.locator(".line.tutor", has_text=re.compile("next question", re.I)).wait_for(timeout=30_000)
+            # The learner record's facts of that answer, per learner and skill: right, first try, no hint.
+            mastery = card.locator(".mastery", has_text="Ada: addition")
+            await mastery.wait_for(timeout=10_000)
+            assert "(1/1 right, 1 first try, 0 hints)" in await mastery.inner_text()
 
             # A second connection of the learner picks an answer the safety filter flags (once the
             # page's hands-free microphone has stopped and left the floor to it).

@@ -246,3 +246,15 @@ def test_reports_read_the_same_facts_a_right_answer_after_hints_is_right_but_not
     files = build_report(store, "Ada", tmp_path / "report", formats=("csv",)).files
     answers_csv = next(path for path in files if path.name == "answers.csv").read_text()
     assert "first_try_rate" in answers_csv and "hints_used" in answers_csv
+
+
+async def test_without_a_store_each_learner_of_a_shared_session_still_has_their_own_question():
+    tutoring = await Tutoring.open(Config(), "Ada", None)
+    talk = Conversation(tutoring, "Ada")
+    await talk.opening()
+    assert "hint" in (await talk.say("Ada", "nine")).lower()  # Ada works on seven plus five
+    welcome = await talk.say("Ben", "hi")
+    assert "ben" in welcome.lower() and "seven plus five" in welcome.lower()  # Ben starts at the beginning
+    assert "next question" in (await talk.say("Ada", "twelve")).lower()
+    assert tutoring.seats["Ada"].memory.pending != tutoring.seats["Ben"].memory.pending
+    assert not any(seat.remembered for seat in tutoring.seats.values())

@@ -235,6 +235,8 @@ async def test_streamed_record_assessment_takes_effect(server, store, make_tutor
     assert setup.events == [MasteryUpdated(
         session_id="s1", t=setup.events[0].t, learner="Ada", skill_id="addition",
         skill_name="Adding within twenty", correct=True, p_known=round(expected, 4), mastered=False,
+        question_id="add-7-5", verdict="correct", response=None, first_try=True, hints_used=0,
+        p_before=DEFAULT_PARAMS.prior,
     )]
     # The store on disk, read back through a second connection.
     with Store.open(tmp_path / "tutor.db") as reopened:

@@ -256,8 +256,10 @@ def test_learner_show_reports_the_history(history):
     summary = json.loads(result.stdout)
     assert summary["sessions_count"] == 2
     [lesson] = summary["lessons"]
-    assert [(s["name"], s["mastered"], s["answers"], s["correct"]) for s in lesson["skills"]] == [
-        ("Adding within twenty", True, 4, 4), ("Subtracting within twenty", False, 2, 1)]
+    # "correct": the learner's answer was right (a right answer after a hint counts); right first time: no help.
+    assert [(s["name"], s["mastered"], s["answers"], s["correct"], s["right_first_time"])
+            for s in lesson["skills"]] == [
+        ("Adding within twenty", True, 4, 4, 4), ("Subtracting within twenty", False, 2, 2, 1)]
     assert [g["name"] for g in lesson["gaps"]] == ["Subtracting within twenty"]
     assert [(r["name"], r["due_now"]) for r in summary["reviews"]] == [("Adding within twenty", False)]
 

@@ -32,8 +32,8 @@ FRAME = 320  # 20 ms at 16 kHz
 
 
 @contextlib.asynccontextmanager
-async def voice_server(speech_models, store: Store | None = None) -> AsyncIterator[BridgeServer]:
-    factory = voice_session_factory(speech_models, Config(), store=store)  # the offline arithmetic lesson
+async def voice_server(speech_models, store: Store | None = None, **options) -> AsyncIterator[BridgeServer]:
+    factory = voice_session_factory(speech_models, Config(), store=store, **options)  # the offline arithmetic lesson
     async with BridgeServer(SECRET, port=0, session_factory=factory) as server:
         yield server
 
@@ -245,7 +245,7 @@ async def test_in_a_shared_room_each_learner_is_asked_assessed_and_stored_as_the
     hello, twelve = say("Hello."), say("Twelve.")
     db = tmp_path / "tutor.db"
     with Store.open(db) as store:
-        async with voice_server(speech_models, store) as server:
+        async with voice_server(speech_models, store, seat_grace_s=0.5) as server:
             ada = await Client.join(server, "shared", "learner", "Ada")
             await ada.wait_for(is_(p.TutorText, turn_id=0))  # Ada is greeted and asked her question
             ben = await Client.join(server, "shared", "learner", "Ben")
@@ -262,9 +262,17 @@ async def test_in_a_shared_room_each_learner_is_asked_assessed_and_stored_as_the
                 timeout=20)
             praised = await ada.wait_for(is_(p.TurnCompleted, turn_id=answer.utterance_id), timeout=30)
             assert "next question" in praised.tutor.lower()
-            await ada.wait_for(is_(p.MasteryUpdate))
-            for client in (ada, ben):
-                await client.close()
+            assessed = await ada.wait_for(is_(p.MasteryUpdate))  # the dashboard sees whose answer, and how
+            assert (assessed.sender, assessed.skill, assessed.correct, assessed.first_try, assessed.hints_used) == (
+                ben.id, "addition", True, True, 0)
+            # Ben leaves mid-lesson (his next question asked) while Ada stays: his record ends, suspended.
+            await ben.close()
+            async with asyncio.timeout(15):
+                while not (bens_sessions := store.export_learner("Ben")["sessions"])[0]["ended_at"]:
+                    await asyncio.sleep(0.1)
+            assert bens_sessions[0]["outcome"] == "suspended"
+            assert store.export_learner("Ada")["sessions"][0]["ended_at"] is None  # her lesson goes on
+            await ada.close()
         # The room has closed: each learner's session is stored and ended, each in their own record.
         (bens,) = store.answers("Ben")
         assert bens.question_id == "add-7-5" and bens.facts.verdict == "correct"

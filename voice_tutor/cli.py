@@ -436,7 +436,7 @@ def cmd_learner_show(args) -> int:
         print(f"  {entry['id']}" + (f" — {entry['title']}" if entry["title"] else " (lesson not found)"))
         rows = [[skill_label(s["name"], s["id"]), f"{s['p_known']:.3f}", "mastered" if s["mastered"] else "learning",
                  f"{s['correct']}/{s['answers']} right, {s['right_first_time']} right first time, "
-                 f"{s['hints_used']} hints"] for s in entry["skills"]]
+                 f"{s['hints_used']} hint{'' if s['hints_used'] == 1 else 's'}"] for s in entry["skills"]]
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
             print("    " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

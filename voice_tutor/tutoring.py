@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -39,7 +38,6 @@ from voice_tutor.session import Session, SpeechModels
 from voice_tutor.store import Preferences, Store
 from voice_tutor.store.recorder import TurnRecorder
 
-log = logging.getLogger(__name__)
 
 RECORDING_NOTICE = "recording"
 """``SessionNotice.level`` of the notice that the learner's spoken turns are recorded (pages show it)."""
@@ -307,6 +305,18 @@ class Tutoring:
         finally:
             del self._joining[name]
         return seat
+
+    async def leave(self, name: str) -> None:
+        """Learner ``name`` left while others go on: their record ends (``suspended`` if mid-question).
+
+        Their progress is stored, so if they come back they are seated again
+        and carry on.  The last learner's record ends with the session.
+        """
+        seat = self.seats.get(name)
+        if seat is None or len(self.seats) == 1:
+            return
+        del self.seats[name]
+        await self._close_record(seat)
 
     def session(self, models: SpeechModels, source, sink, **options) -> Session:
         """A session of this lesson on ``source``/``sink``, shaped by the first learner's profile."""

@@ -287,10 +287,16 @@ class TurnCompleted(SessionEvent):
 
 
 class MasteryUpdate(SessionEvent):
+    """An assessed answer of the learner named as ``sender``, and the skill's mastery after it."""
+
     type: Literal["mastery_update"] = "mastery_update"
     skill: Id
     mastery: Annotated[float, Field(ge=0, le=1)]
     previous: Annotated[float, Field(ge=0, le=1)] | None = None
+    correct: bool | None = None
+    """The learner's answer was right, after hints too (None: the tutor did not say)."""
+    first_try: bool | None = None
+    hints_used: Annotated[int, Field(ge=0, le=1000)] | None = None
 
 
 class Alert(SessionEvent):
@@ -816,7 +822,11 @@ def event_to_wire(event: ev.Event) -> RoomMessage | AudioChunk | None:
                 latency_ms=latencies,
             )
         case ev.MasteryUpdated():
-            return MasteryUpdate(**base, skill=_clip(event.skill_id, 128), mastery=min(1.0, max(0.0, event.p_known)))
+            said = bool(event.verdict)  # what happened, where the tutor said it
+            return MasteryUpdate(**base, skill=_clip(event.skill_id, 128), mastery=min(1.0, max(0.0, event.p_known)),
+                                 correct=event.verdict == "correct" if said else None,
+                                 first_try=event.first_try if said else None,
+                                 hints_used=min(event.hints_used, 1000) if said else None)
         case ev.SafetyAlert():
             return Alert(
                 **base,

@@ -175,6 +175,7 @@ class VoiceRoom:
         tick_s: float = 0.1,
         idle_timeout_s: float | None = None,
         alerts: AlertRules | None = None,
+        seat_grace_s: float = 60.0,
     ):
         self.room = room
         self.models = models
@@ -210,6 +211,9 @@ class VoiceRoom:
         self._session_tasks: list[asyncio.Task[Any]] = []
         self._ending: asyncio.Task[None] | None = None
         self._seen_learners: set[str] = set()
+        self.seat_grace_s = seat_grace_s
+        """A learner gone from the room this long (not just reloading the page) leaves the session."""
+        self._gone_since: dict[str, float] = {}
         self._told_recording: set[str] = set()
         """Learners (client ids) told that this session is recorded."""
         self._told_lesson: set[str] = set()
@@ -322,6 +326,7 @@ class VoiceRoom:
         self._alerts = _AlertTracker(self._alerts.rules)
         self._told_recording.clear()
         self._told_lesson.clear()
+        self._gone_since.clear()
 
     async def close(self) -> None:
         if self._closed:
@@ -461,6 +466,9 @@ class VoiceRoom:
                 speaker = self._speakers.get(wire.utterance_id)
             elif isinstance(wire, p.RateTurn):  # said aloud: by whoever spoke last
                 speaker = self._speaker
+            elif isinstance(event, ev.MasteryUpdated):  # the answer of the learner it names
+                speaker = next((m for m in self.room.members if m.role == "learner" and m.name == event.learner),
+                               None)
             await self.room.publish(wire, sender=speaker)
             for alert in derived:
                 await self.room.publish(alert)
@@ -496,6 +504,7 @@ class VoiceRoom:
                 self._last_activity = time.monotonic()
                 self._seat(m.name for m in self.room.members if m.client_id in learners - self._seen_learners)
             self._seen_learners = learners
+            self._unseat_departed({m.name for m in self.room.members if m.role == "learner"}, time.monotonic())
             self._told_recording &= learners
             if learners - self._told_recording and getattr(self.tutoring, "recording", False):
                 self._told_recording |= learners
@@ -521,8 +530,23 @@ class VoiceRoom:
         self._session_tasks = [task for task in self._session_tasks if not task.done()]
         for name in set(names):
             task = asyncio.create_task(self.tutoring.join(name), name=f"seat in {self.room.id}")
-            task.add_done_callback(_log_failed_seat)
+            task.add_done_callback(_log_failure)
             self._session_tasks.append(task)
+
+    def _unseat_departed(self, present: set[str], now: float) -> None:
+        """End the record of learners who left a session that goes on (their lesson is suspended, resumable)."""
+        if self.tutoring is None:
+            return
+        seated = {name for name in self.tutoring.seats if name is not None}
+        for name in list(self._gone_since):
+            if name in present or name not in seated:
+                del self._gone_since[name]
+        for name in seated - present:
+            if now - self._gone_since.setdefault(name, now) > self.seat_grace_s:
+                del self._gone_since[name]
+                task = asyncio.create_task(self.tutoring.leave(name), name=f"unseat in {self.room.id}")
+                task.add_done_callback(_log_failure)
+                self._session_tasks.append(task)
 
     def _claim(self, member: p.Member, now: float, *, ptt: bool) -> None:
         """``member`` takes the floor: what they say next is their turn, answered and stored as theirs."""
@@ -634,9 +658,10 @@ class VoiceRoom:
                                              message=message[: p.MAX_TEXT_CHARS]))
 
 
-def _log_failed_seat(task: asyncio.Task[Any]) -> None:
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """Done-callback of a seating task: its failure is logged (the session goes on)."""
     if not task.cancelled() and (error := task.exception()) is not None:
-        log.error("a learner could not be seated: %s", error)
+        log.error("%s failed: %s", task.get_name(), error)
 
 
 # --- alerts a teacher should see, derived from the learner's assessed answers ----------------

@@ -126,12 +126,25 @@ class RoomView {
       case "alert":
         this.alert(message);
         break;
-      case "mastery_update":
-        this.mastery.set(message.skill, message.mastery);
+      case "mastery_update": {
+        // Per learner and skill: mastery, and what their answers were (right, first try, hints).
+        const who = this.members.get(message.sender)?.name ?? "Learner";
+        const key = `${who}: ${message.skill}`;
+        const seen = this.mastery.get(key) ?? { answers: 0, right: 0, firstTry: 0, hints: 0 };
+        seen.value = message.mastery;
+        if (message.correct !== null && message.correct !== undefined) {
+          seen.answers += 1;
+          seen.right += message.correct ? 1 : 0;
+          seen.firstTry += message.correct && message.first_try && !message.hints_used ? 1 : 0;
+          seen.hints += message.hints_used ?? 0;
+        }
+        this.mastery.set(key, seen);
         this.card.querySelector(".mastery").textContent = [...this.mastery]
-          .map(([skill, value]) => `${skill}: ${Math.round(value * 100)}%`)
+          .map(([label, s]) => `${label}: ${Math.round(s.value * 100)}%` +
+            (s.answers ? ` (${s.right}/${s.answers} right, ${s.firstTry} first try, ${s.hints} hints)` : ""))
           .join(" · ");
         break;
+      }
       case "notice":
         if (message.level === "session_ended") {
           this.state.ended += 1;

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from voice_tutor.learning.mastery import DEFAULT_PARAMS, MASTERY_THRESHOLD, fit_params, update
-from voice_tutor.store import Store
+from voice_tutor.store import LearnerNotFound, Store
 
 
 def _in(names: Sequence[str]) -> tuple[str, tuple]:
@@ -37,8 +37,12 @@ def mastery_history(store: Store, learners: Sequence[str]) -> list[dict]:
     fitted: dict[str, object] = {}
     history = []
     for name in sorted(set(learners)):
+        try:
+            answers = store.answers(name)
+        except LearnerNotFound:  # deleted since the scope was read: nothing of them to report
+            continue
         known: dict[str, float] = {}
-        for answer in sorted(store.answers(name), key=lambda a: (a.skill_id, a.at, a.id)):
+        for answer in sorted(answers, key=lambda a: (a.skill_id, a.at, a.id)):
             skill, facts = answer.skill_id, answer.facts
             if skill not in fitted:
                 fitted[skill] = fit_params(store.assessment_sequences(skill)) or DEFAULT_PARAMS

@@ -295,7 +295,6 @@ class LessonTutor:
 
     async def _on_correct(self, attempt: _Attempt, context: DialogueContext) -> str:
         self.correct_count += 1
-        first_try = attempt.wrong == 0
         change = await self._resolve(attempt, context, "correct")
         praise = _PRAISE[self.correct_count % len(_PRAISE)]
         mastered = ""

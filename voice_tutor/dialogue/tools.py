@@ -66,7 +66,7 @@ import openai
 
 from voice_tutor.config import Config, LLMConfig
 from voice_tutor.dialogue.answers import check_answer
-from voice_tutor.dialogue.base import DialogueContext, DialogueUnavailable, HoldingPhrase, Tutor
+from voice_tutor.dialogue.base import DialogueContext, DialogueUnavailable, HoldingPhrase
 from voice_tutor.dialogue.lesson_tutor import LessonTutor
 from voice_tutor.dialogue.llm import OPENING_REQUEST, ChatTutor, ToolCall
 from voice_tutor.dialogue.prompts import DEFAULT_MAX_CHARS, MIN_MAX_CHARS, instructions, lesson_system_prompt
@@ -78,10 +78,9 @@ from voice_tutor.dialogue.rule_actions import (
     start_simulation,
 )
 from voice_tutor.dialogue.speakable import SpeechFilter
-from voice_tutor.events import MasteryUpdated
 from voice_tutor.learning.lessons import Lesson, Question, Resource
 from voice_tutor.learning.mastery import is_mastered
-from voice_tutor.learning.memory import LearnerMemory
+from voice_tutor.learning.memory import LearnerMemory, mastery_event
 from voice_tutor.learning.planner import next_question
 
 log = logging.getLogger(__name__)
@@ -390,17 +389,12 @@ class LessonTools:
         attempts = max(arguments.get("attempts", 1), self.cursor.wrong_answers + 1)
         # As in the offline tutor: BKT counts an answer as right only at the first try, without hints.
         right_first_time = answered and hints == 0 and attempts == 1
-        change = await self.memory.assess(question, right_first_time, hints_used=hints, first_try=attempts == 1)
+        change = await self.memory.record_answer(
+            question, "correct" if answered else "incorrect", hints_used=hints, first_try=attempts == 1,
+            response=context.learner_text, turn_key=context.turn_id,
+        )
         skill_name = self.lesson.skill(change.skill_id).name
-        context.publish(MasteryUpdated(
-            session_id=context.session_id,
-            learner=context.learner_name,
-            skill_id=change.skill_id,
-            skill_name=skill_name,
-            correct=right_first_time,
-            p_known=round(change.after, 4),
-            mastered=change.mastered,
-        ))
+        context.publish(mastery_event(change, context, skill_name))
         if answered:
             self._offline.correct_count += 1
         following, reason = self.cursor.advance(context.learner_name)
