@@ -270,7 +270,8 @@ def understand(text: str, question: Question | None, language: str = "en",
     if question is None:
         return _not_an_answer(words, text, request, trigger)
     only_answer = _is_only_answer(words, question, language)
-    if _QUESTION_START.match(words) and not _ANSWER_AS_QUESTION.match(words) and not only_answer:
+    if (_QUESTION_START.match(words) and not _ANSWER_AS_QUESTION.match(words) and not only_answer
+            and not _only_offers_an_answer(text, question, language)):
         more = _more_request(words)
         if request in (Request.REPEAT, Request.HINT) or more or trigger in ("asks_for_answer", "does_not_understand"):
             return Understanding(Intent.REQUEST, request=more or request, trigger=trigger)
@@ -285,7 +286,7 @@ def understand(text: str, question: Question | None, language: str = "en",
     if _OPEN_ANSWER_AS_QUESTION.match(words):  # "what about the numerator": no answer in it, so a question
         return Understanding(Intent.QUESTION, trigger=trigger)
     if (request or trigger or _more_request(words) or _FEEDBACK.search(words) or _SOCIAL.match(_ANSWER_TAIL.sub("", words))
-            or text.strip().endswith("?") and _QUESTION_START.match(words)):
+            or text.strip().endswith("?") and _QUESTION_START.match(words) and not _ANSWER_AS_QUESTION.match(words)):
         return _not_an_answer(words, text, request, trigger)
     near = _near_miss(words, question, language)
     if near is not None:
@@ -295,6 +296,20 @@ def understand(text: str, question: Question | None, language: str = "en",
         if unknown is not None:
             return _doubted(unknown, confidence)
     return _not_an_answer(words, text, request, trigger)
+
+
+def _only_offers_an_answer(text: str, question: Question, language: str) -> bool:
+    """A yes/no question whose only content is a candidate answer ("is a twelve?", recognition's "is it"): an
+    answer.  A wh-question ("what is momentum?") asks about its words even when they are an option."""
+    if not re.match(r"^(?:is|was|are|were|do|does|did|could|would|will|should|can|might)\b", _lower_words(text)):
+        return False
+    attempt = _answer_attempt(text, question, language)
+    if attempt is None or attempt.intent is not Intent.ANSWER:
+        return False
+    rest = f" {_clean(text, language)} "
+    for candidate in attempt.candidates:
+        rest = rest.replace(f" {candidate} ", " ")
+    return not _content_words(rest)
 
 
 def _doubted(attempt: Understanding, confidence: float | None) -> Understanding:
@@ -376,6 +391,7 @@ def _after_last_correction(cleaned: str) -> str:
 _ABOUT_ONESELF = re.compile(
     r"^(?:(?:and|but|so|oh|hey|guess what)\s+)*(?:my|our|we|his|her|their|yesterday|today|last|there are|"
     r"there were|i have|i had|i'?m|i am|i was|i went|i live|im)\b"
+    r"(?!\s+(?:(?:pretty|quite|very|so|really)\s+)?(?:sure|certain|thinking|guessing|going with|saying))"
 )
 """A remark about the learner's own life ("my sister is five years old"): its numbers answer nothing."""
 
@@ -401,6 +417,8 @@ def _number_attempt(cleaned: str, question: Question, language: str) -> Understa
     asserted = [(i, v) for i, v in found if not _NEGATION_BEFORE.search(" ".join(tokens[:i]))]
     prompt_numbers = set(numbers_in(question.prompt))
     units = _restated(tokens, asserted, prompt_numbers)
+    if asserted and not units:  # "seven plus five is well": the question said again, its answer unheard
+        return None
     said = _as_written(tokens, units)  # one per value: "six eighths or three quarters" says one number
     if not said:
         return Understanding(Intent.CHOOSE, candidates=_as_written(tokens, found))
@@ -422,15 +440,11 @@ def _restated(tokens: list[str], asserted: list[tuple[int, Fraction]],
     """The asserted numbers less those that only restate the question ("fifteen minus six is nine")."""
     if len(asserted) <= 1:
         return asserted
-    operators = {"plus", "minus", "times", "add", "and", "take", "away", "divided", "by", "over", "is", "equals",
-                 "makes", "gives", "x", "+", "-", "="}
+    operators = {"plus", "minus", "times", "add", "take", "away", "divided", "multiplied", "x", "+", "-"}
     restating = any(token in operators for token in tokens)
     if not restating:
         return asserted
-    kept = [(i, v) for i, v in asserted if v not in prompt_numbers]
-    if not kept:
-        return asserted[-1:]
-    return kept
+    return [(i, v) for i, v in asserted if v not in prompt_numbers]
 
 
 def _options(question: Question, language: str) -> list[_Option]:
@@ -524,8 +538,13 @@ def _near_miss(words: str, question: Question, language: str) -> str | None:
     """
     cleaned = _clean(words, language)
     cleaned = _ANSWER_TAIL.sub("", cleaned).strip() or cleaned
-    core = _ANSWER_LEAD.sub("", cleaned).strip()
-    in_answer_place = core != cleaned or len(cleaned.split()) <= 2
+    after = _ANSWER_PLACE.match(cleaned)
+    if after and len(after.group(1).split()) <= 3:  # "i'm pretty sure it's well", "seven plus five is well"
+        cleaned = after.group(1)
+        core, in_answer_place = cleaned, True
+    else:
+        core = _ANSWER_LEAD.sub("", cleaned).strip()
+        in_answer_place = core != cleaned or len(cleaned.split()) <= 2
     core = core or " ".join(cleaned.split()[-1:])
     tail = core.split()[-3:]
     if not tail or len(core.split()) > 4:
@@ -545,6 +564,9 @@ def _near_miss(words: str, question: Question, language: str) -> str | None:
     threshold = NEAR_MISS_IN_ANSWER_PLACE if in_answer_place and question.kind == "number" else NEAR_MISS
     return best if best_score >= threshold else None
 
+
+_ANSWER_PLACE = re.compile(r".*\b(?:is|it s|its|be|was|equals|makes|got|say|said)\s+(\S.*)$")
+"""Where an answer goes in a sentence: the words after the last "is", "it's", "be"…"""
 
 _SOUNDS = [
     (r"[^a-z]", ""), (r"sh|tch", "X"), (r"ch", "K"), (r"ph", "f"), (r"ck|c(?=[^eiy])|c$|q|k", "K"), (r"c", "S"), (r"x", "KS"),
