@@ -203,9 +203,14 @@ def _ordinal(n: int) -> str:
 
 
 def answer_words(question: Question) -> list[str]:
-    """How a learner would say the question's answers and expected wrong answers: what recognition should expect."""
+    """How a learner would say the question's accepted answers: what recognition should expect.
+
+    Not its anticipated wrong answers too: a longer prompt pulls everything said towards it (with
+    "seventeen eighteen sixteen" Whisper heard a learner's "thumbs down" as "bum's down"), and
+    benchmarks/spoken_judgement.py shows biasing towards the right answer does not make wrong ones heard right.
+    """
     said = []
-    for answer in [*question.answers, *(a for m in question.misconceptions for a in m.answers)]:
+    for answer in question.answers:
         if question.kind == "number" and parse_number(answer) is not None:
             said.append(spoken_number(answer))
         else:
