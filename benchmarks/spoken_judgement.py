@@ -40,7 +40,7 @@ from judgement import NOT_ANSWERS, judge, lessons, load_items  # noqa: E402
 
 from voice_tutor.config import SpeechToTextConfig, TextToSpeechConfig  # noqa: E402
 from voice_tutor.dialogue.intent import answer_words, spoken_number  # noqa: E402
-from voice_tutor.speech.stt import SAMPLE_RATE, SpeechRecognizer  # noqa: E402
+from voice_tutor.speech.stt import SAMPLE_RATE, SpeechRecognizer, hotwords_for  # noqa: E402
 from voice_tutor.speech.tts import SpeechSynthesizer  # noqa: E402
 
 VOICES = {
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         recognizer = recognizers[language]
         vocabulary = " ".join(lesson.vocabulary)
         hotwords = {"vocabulary": vocabulary or None,
-                    "vocabulary+answers": " ".join([vocabulary, *answer_words(question)]).strip()}
+                    "vocabulary+answers": hotwords_for(vocabulary, *answer_words(question))}
         for voice in voices:
             audio = speaker.speak(voice, as_said(item.text), language)
             for mode in MODES:

@@ -209,3 +209,22 @@ async def test_a_doubted_spanish_answer_is_said_back_as_the_lesson_writes_it(eve
         await say(tutor, tutor.current.answers[0], context)
     context.heard_confidence = 0.1
     assert await say(tutor, "un café", context) == "Did you say un café?"
+
+
+@pytest.mark.parametrize(("heard", "intent"), [
+    ("is a twelve", Intent.ANSWER),  # recognition's slip for "is it twelve"
+    ("is it well?", Intent.CONFIRM),
+    ("seven plus five is well", Intent.CONFIRM),  # the question said again, its answer misheard: never wrong
+    ("I'm pretty sure it's well", Intent.CONFIRM),
+    ("I am pretty sure it's twelve.", Intent.ANSWER),
+    ("my sister is five years old", Intent.OFF_TOPIC),
+])
+def test_what_recognition_made_of_spoken_answers(heard, intent):
+    """Transcripts benchmarks/spoken_judgement.py met: a right answer heard badly is confirmed or taken."""
+    assert understand(heard, lesson("arithmetic").questions[0]).intent is intent
+
+
+def test_a_wh_question_about_an_option_is_a_question():
+    inertia = next(q for q in lesson("newtons-laws").questions if q.id == "inertia")
+    assert understand("what is momentum", inertia).intent is Intent.QUESTION
+    assert understand("is it momentum", inertia).intent is Intent.ANSWER

@@ -19,6 +19,7 @@ from voice_tutor.dialogue.answers import check_answer
 from voice_tutor.dialogue.intent import Intent, answer_words, understand
 from voice_tutor.events import AnswerExpected
 from voice_tutor.learning.lessons import find_lesson, load_lesson
+from voice_tutor.speech.stt import hotwords_for
 from voice_tutor.tutoring import Tutoring
 
 
@@ -28,7 +29,7 @@ def arithmetic():
 
 
 def heard_as(recognizer, audio, lesson, question):
-    hotwords = " ".join([*lesson.vocabulary, *answer_words(question)])
+    hotwords = hotwords_for(" ".join(lesson.vocabulary), *answer_words(question))
     transcript = recognizer.transcribe_turn(audio, hotwords=hotwords, language=lesson.answer_language)
     return transcript, understand(transcript.text, question, lesson.answer_language, confidence=transcript.confidence)
 
@@ -81,5 +82,5 @@ async def test_a_session_biases_recognition_towards_the_pending_answers(speech_m
     await running
     vocabulary = " ".join(tutoring.lesson.vocabulary)
     assert expected.question_id == tutoring.lesson.questions[0].id
-    assert session.recognition_hotwords == " ".join([vocabulary, *expected.words])
+    assert session.recognition_hotwords == hotwords_for(vocabulary, *expected.words)
     assert "twelve" in session.recognition_hotwords.split()

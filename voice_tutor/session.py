@@ -38,7 +38,7 @@ from voice_tutor.events import (
 from voice_tutor.listener import Listener
 from voice_tutor.responder import Responder
 from voice_tutor.speech.scheduler import TranscriptionScheduler
-from voice_tutor.speech.stt import SpeechRecognizer
+from voice_tutor.speech.stt import SpeechRecognizer, hotwords_for
 from voice_tutor.speech.tts import SpeechSynthesizer
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ class Session:
                 self._player.interrupt(turn_id)
                 self.bus.publish(BargeIn(session_id=self.id, turn_id=turn_id))
             case AnswerExpected() if self._expect_answers:
-                self._listener.hotwords = " ".join(filter(None, [self._lesson_hotwords, *event.words])) or None
+                self._listener.hotwords = hotwords_for(self._lesson_hotwords, *event.words)
             case FinalTranscript():
                 self.context.heard_confidence = event.confidence
                 self._timings[event.utterance_id] = _TurnTiming(

@@ -1,9 +1,11 @@
 """The offline tutor: a lesson file and the learner's memory drive the exchange.
 
 It greets the learner (by name, with what is due and what was hard last
-time), asks what the planner chooses, checks spoken answers, answers known
-misconceptions with targeted feedback, gives graduated hints before any
-explanation, applies the lesson's rules (confusion, frustration, asking for
+time), asks what the planner chooses, works out what each turn is before
+judging it (``intent.understand``: only one asserted answer is graded; a
+hedged list is asked to pick one, a doubtful hearing is confirmed), checks
+spoken answers, answers known misconceptions with targeted feedback, gives
+graduated hints before any explanation, applies the lesson's rules (confusion, frustration, asking for
 the answer, off-topic talk, the learner's own questions), and records every
 resolved question in the learner model.  It needs no network and answers
 instantly, so it is the default and the fallback when an LLM endpoint is down.

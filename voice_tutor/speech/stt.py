@@ -36,6 +36,16 @@ _MAX_COMPRESSION_RATIO = 2.4
 log = logging.getLogger(__name__)
 
 
+def hotwords_for(*phrases: str | None) -> str | None:
+    """One hotwords prompt from phrases (a lesson's vocabulary, the pending answers), each word once.
+
+    A word said again in the prompt pulls recognition harder towards it: "sum the sum total the total"
+    made Whisper hear "thumbs down" as "pumps down".
+    """
+    words = [word for phrase in phrases if phrase for word in phrase.split()]
+    return " ".join(dict.fromkeys(words)) or None
+
+
 class ModelLoadError(RuntimeError):
     """A model exists but cannot be loaded (corrupt, wrong format, no device)."""
 
