@@ -166,6 +166,18 @@ async def run_lessons(url: str, lessons: int, n_ctx: int | None, gap_s: float, f
     return {"turns": turns, "fallbacks": fallbacks, "first_audio_ms": first_audio}
 
 
+def _prompt_evals(server_text: str) -> dict:
+    """Tokens the server read per request, and how long that took (llama.cpp's perf lines)."""
+    import re
+
+    from voice_tutor import bench
+
+    evals = [(float(ms), int(tokens)) for ms, tokens in
+             re.findall(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens", server_text)]
+    return {"requests": len(evals), "tokens": bench.distribution([t for _, t in evals], 0),
+            "ms": bench.distribution([ms for ms, _ in evals], 0)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", type=Path, default=DEFAULT_PYTHON,
@@ -226,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "first_audio_ms_all_turns": bench.distribution(run["first_audio_ms"]),
         "context_overflows": server_text.count(OVERFLOW_MARK)
         + sum(1 for f in fallbacks if f.kind == "context_overflow"),
+        "server_prompt_eval": _prompt_evals(server_text),
         "wall_s": round(time.monotonic() - started, 1),
     }
     if args.json:

@@ -601,16 +601,16 @@ class GroundedChatTutor(ChatTutor):
         )
 
     async def opening(self, context: DialogueContext) -> AsyncIterator[str]:
-        async for piece in self._converse(context, OPENING_REQUEST.format(name=context.learner_name)):
+        async for piece in self._converse(context, OPENING_REQUEST.format(name=context.learner_name), learner_words=""):
             yield piece
 
     async def respond(self, learner_text: str, context: DialogueContext) -> AsyncIterator[str]:
-        async for piece in self._converse(context, learner_text):
+        async for piece in self._converse(context, learner_text, learner_words=learner_text):
             yield piece
 
-    async def _converse(self, context: DialogueContext, user_text: str) -> AsyncIterator[str]:
+    async def _converse(self, context: DialogueContext, user_text: str, *, learner_words: str) -> AsyncIterator[str]:
         self._context = context
-        self.toolbox.learner_words = "" if user_text.startswith(OPENING_REQUEST[:20]) else user_text
+        self.toolbox.learner_words = learner_words
         speech = self.speech_filter()  # one per turn: the length cap spans the follow-ups
         exchanged: list[dict[str, Any]] = []  # this turn's tool calls and results, for the follow-up
         ran: list[tuple[ToolCall, ToolResult]] = []
