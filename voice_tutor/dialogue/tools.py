@@ -615,6 +615,7 @@ class GroundedChatTutor(ChatTutor):
         exchanged: list[dict[str, Any]] = []  # this turn's tool calls and results, for the follow-up
         ran: list[tuple[ToolCall, ToolResult]] = []
         said = False
+        last = ""
         for round_number in range(self.max_tool_rounds + 1):
             calls: list[tuple[ToolCall, ToolResult]] = []
             self._round, self._run_tools = calls, round_number < self.max_tool_rounds
@@ -626,12 +627,13 @@ class GroundedChatTutor(ChatTutor):
                     if isinstance(piece, HoldingPhrase):
                         yield piece
                         continue
-                    if not text and said and not piece[:1].isspace():
+                    if not text and said and not (piece[:1].isspace() or last[-1:].isspace()):
                         yield " "  # the follow-up continues what the learner heard
                     if not said:
                         said = True
                         self.cursor.commit(context.learner_name)
                     text.append(piece)
+                    last = piece
                     yield piece
             except DialogueUnavailable:
                 if ran and not said:
