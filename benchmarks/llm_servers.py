@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     turns, fallbacks = run["turns"], run["fallbacks"]
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "server": "llama-cpp-python " + ("(given --url)" if args.url else f"n_ctx {args.n_ctx}, {args.chat_format}"),
         "window_configured": args.configure_window,
         "first_token_timeout_s": args.first_token_s,

@@ -267,13 +267,15 @@ async def test_a_frozen_server_costs_the_deadline_then_is_left_alone_until_a_pro
         assert all("did not answer within 0.3 s" in str(e) for e in lesson.fallbacks[:2])
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
+    await asyncio.sleep(0.6)  # past the cooldown: the next turn starts a probe, and is answered offline
+    assert "circuit_open" == lesson.fallbacks[-1].kind and await lesson.turn("I still do not know")
     for _ in range(50):  # the background probe closes the circuit once the server answers again
         if not lesson.fallback.breaker.open:
             break
         await asyncio.sleep(0.1)
     assert not lesson.fallback.breaker.open
     # The server, running again, got the two requests that timed out and none for the turns the circuit skipped.
-    assert len(server.completion_bodies()) == 1 + 2
+    assert len(server.completion_bodies()) == 1 + 2 and lesson.fallbacks[-1].kind == "circuit_open"
     before = len(lesson.fallbacks)
     reply = await lesson.turn("can you say that again")
     assert reply.startswith("Tutor heard") and len(lesson.fallbacks) == before
