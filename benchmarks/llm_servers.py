@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped benchmark still stops its server
     outcomes = ToolOutcomes()
     logging.getLogger("voice_tutor").addHandler(outcomes)
     logging.getLogger("voice_tutor").setLevel(logging.INFO)
