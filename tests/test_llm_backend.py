@@ -89,8 +89,9 @@ async def test_reply_streams_sentence_by_sentence_joining_to_the_reply(server):
         timed = await collect(tutor.respond("I think it is twelve", DialogueContext("s1")))
     pieces = [piece for _, piece in timed]
     assert "".join(pieces) == expected_reply("I think it is twelve")
-    # Sentence by sentence (the speech filter judges whole sentences), each as soon as it is complete.
-    assert pieces == ["Tutor heard: I think it is twelve.", " What is seven plus five?"]
+    # Sentence by sentence (the speech filter judges whole sentences), each as soon as it is complete,
+    # ending in a space so the sentence chunker passes it to speech at once.
+    assert pieces == ["Tutor heard: I think it is twelve. ", "What is seven plus five?"]
     assert timed[-1][0] - timed[0][0] > 0.05
     [end] = server.records("stream_end")
     assert end["completed"] is True
@@ -153,7 +154,7 @@ async def test_cancelling_the_consumer_closes_the_stream_promptly(start_llm):
             await task
         assert time.monotonic() - cancelled_at < 0.5  # the rest of the reply would take ~2.4 s
 
-    assert pieces == ["Tutor heard: a long question."]  # the first sentence, then the learner cut in
+    assert pieces == ["Tutor heard: a long question. "]  # the first sentence, then the learner cut in
     deadline = time.monotonic() + 3
     while not server.records("stream_end") and time.monotonic() < deadline:
         await asyncio.sleep(0.05)

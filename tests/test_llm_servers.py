@@ -55,7 +55,7 @@ class Lesson:
     async def turn(self, words: str | None) -> str:
         """One turn through the fallback tutor (None: the opening), recorded in the history as heard."""
         stream = self.fallback.opening(self.context) if words is None else self.fallback.respond(words, self.context)
-        reply = "".join([piece async for piece in stream])
+        reply = "".join([piece async for piece in stream]).strip()
         self.context.record(Exchange(learner=words or "", tutor=reply, heard=reply, cut=False))
         return reply
 
@@ -235,7 +235,7 @@ async def test_a_slow_first_token_gets_a_holding_phrase_then_the_reply(start_llm
 
     pieces = [piece async for piece in lesson.fallback.respond("twelve", lesson.context)]
 
-    assert isinstance(pieces[0], HoldingPhrase) and pieces[0] == "Let me think."
+    assert isinstance(pieces[0], HoldingPhrase) and pieces[0] == "Let me think. "
     assert "".join(pieces[1:]).startswith("Tutor heard: twelve.")
     assert lesson.fallbacks == []
 
@@ -246,7 +246,7 @@ async def test_a_first_token_past_the_grace_falls_back_after_the_holding_phrase(
 
     pieces = [piece async for piece in lesson.fallback.opening(lesson.context)]
 
-    assert pieces[0] == "Let me think."
+    assert pieces[0] == "Let me think. "
     assert "What is seven plus five?" in "".join(pieces[1:])  # the offline tutor answered the turn
     [error] = lesson.fallbacks
     assert error.kind == "timeout" and "answered but said nothing within 0.5 s" in str(error)
@@ -267,13 +267,15 @@ async def test_a_frozen_server_costs_the_deadline_then_is_left_alone_until_a_pro
         assert all("did not answer within 0.3 s" in str(e) for e in lesson.fallbacks[:2])
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
+    await asyncio.sleep(0.6)  # past the cooldown: the next turn starts a probe, and is answered offline
+    assert "circuit_open" == lesson.fallbacks[-1].kind and await lesson.turn("I still do not know")
     for _ in range(50):  # the background probe closes the circuit once the server answers again
         if not lesson.fallback.breaker.open:
             break
         await asyncio.sleep(0.1)
     assert not lesson.fallback.breaker.open
     # The server, running again, got the two requests that timed out and none for the turns the circuit skipped.
-    assert len(server.completion_bodies()) == 1 + 2
+    assert len(server.completion_bodies()) == 1 + 2 and lesson.fallbacks[-1].kind == "circuit_open"
     before = len(lesson.fallbacks)
     reply = await lesson.turn("can you say that again")
     assert reply.startswith("Tutor heard") and len(lesson.fallbacks) == before

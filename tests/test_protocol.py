@@ -272,6 +272,11 @@ def test_session_events_map_to_wire_messages() -> None:
                             latency_ms={"first_audio": 380.5}),
         ),
         (ev.SessionNotice(**sid, level="warning", message="offline"), p.Notice(**sid, level="warning", message="offline")),
+        (
+            ev.TutorFallback(**sid, kind="timeout", reason="LLM endpoint did not answer within 1.5 s", backend="chat:m"),
+            p.Notice(**sid, level=p.FALLBACK,
+                     message="offline tutor answered (timeout): LLM endpoint did not answer within 1.5 s"),
+        ),
     ]  # fmt: skip
     for event, expected in cases:
         wire = p.event_to_wire(event)

@@ -42,7 +42,7 @@ def test_markup_is_removed_and_entities_decoded(written, said):
 def test_code_blocks_are_never_read_out_even_split_across_pieces():
     text = "Here is how.\n```python\nfor i in range(3):\n    print(i)\n```\nNow you try. ``` never closed code"
     for piece in (1, 2, 5, 100):
-        assert spoken(text, piece=piece) == ["Here is how.", " Now you try."]
+        assert spoken(text, piece=piece) == ["Here is how. ", "Now you try. "]
 
 
 def test_json_written_instead_of_a_tool_call_is_not_said():
@@ -56,14 +56,14 @@ def test_echoed_instructions_and_internal_names_are_dropped_but_lesson_words_are
     text = ("Your words are spoken aloud: answer in one to three short sentences, no lists. "
             "I will now call give_hint for question_id add-7-5. "
             "What is seven plus five? Ask one question at a time. Take your time, please.")
-    assert spoken(text, **speech) == ["What is seven plus five?", " Take your time, please."]
+    assert spoken(text, **speech) == ["What is seven plus five? ", "Take your time, please."]
 
 
 def test_a_turn_stops_at_its_cap_on_a_sentence_end():
     text = " ".join(f"Sentence number {n} is here." for n in range(100))
     said = spoken(text, max_chars=120)
     assert "".join(said) == ("Sentence number 0 is here. Sentence number 1 is here. "
-                             "Sentence number 2 is here. Sentence number 3 is here.")
+                             "Sentence number 2 is here. Sentence number 3 is here. ")
 
 
 def test_a_first_sentence_longer_than_the_cap_is_cut_at_a_word():
@@ -73,8 +73,8 @@ def test_a_first_sentence_longer_than_the_cap_is_cut_at_a_word():
 
 def test_run_on_sentences_are_broken_near_a_comma():
     text = "one two three four five six, seven eight nine ten eleven twelve thirteen fourteen"
-    assert spoken(text, max_sentence_words=8) == ["one two three four five six.",
-                                                  " seven eight nine ten eleven twelve thirteen fourteen"]
+    assert spoken(text, max_sentence_words=8) == ["one two three four five six. ",
+                                                  "seven eight nine ten eleven twelve thirteen fourteen"]
 
 
 def test_a_broken_reply_keeps_a_finished_sentence_only():

@@ -100,10 +100,12 @@ Probe = Callable[[], Awaitable[None]]
 class CircuitBreaker:
     """Stops calling a backend that keeps failing, and probes it in the background until it is back.
 
-    After ``failures_to_open`` failures in a row the circuit opens: for the next
-    ``cooldown_s`` seconds every turn goes straight to the fallback (no waiting
-    on a dead endpoint), while ``probe`` runs every ``cooldown_s``; the first
-    probe that succeeds closes the circuit.
+    After ``failures_to_open`` failures in a row the circuit opens: every turn
+    goes straight to the fallback (no waiting on a dead endpoint).  A turn that
+    comes at least ``cooldown_s`` after the last probe starts one more probe in
+    the background (the turn itself is not kept waiting); the first probe that
+    succeeds closes the circuit.  Probes run only while turns come, so nothing
+    outlives a finished session.
     """
 
     def __init__(self, probe: Probe, *, failures_to_open: int = 2, cooldown_s: float = 30.0):
@@ -113,42 +115,44 @@ class CircuitBreaker:
         self.cooldown_s = cooldown_s
         self._probe = probe
         self._failures = 0
-        self._opened_at: float | None = None
+        self._open = False
+        self._last_probe = 0.0
         self._prober: asyncio.Task[None] | None = None
 
     @property
     def open(self) -> bool:
-        return self._opened_at is not None
+        return self._open
+
+    def allow(self) -> bool:
+        """Whether to try the backend for this turn; while open, maybe start a background probe."""
+        if not self._open:
+            return True
+        probing = self._prober is not None and not self._prober.done()
+        if not probing and time.monotonic() - self._last_probe >= self.cooldown_s:
+            self._last_probe = time.monotonic()
+            self._prober = asyncio.get_running_loop().create_task(self._probe_once(), name="llm-probe")
+        return False
 
     def succeeded(self) -> None:
         self._failures = 0
-        self._close()
+        self._open = False
 
     def failed(self) -> None:
         self._failures += 1
-        if self._failures >= self.failures_to_open and not self.open:
-            self._opened_at = time.monotonic()
+        if self._failures >= self.failures_to_open and not self._open:
+            self._open = True
+            self._last_probe = time.monotonic()
             log.warning("circuit opened after %d failures in a row; probing every %g s", self._failures, self.cooldown_s)
-            self._prober = asyncio.get_running_loop().create_task(self._probe_until_back(), name="llm-probe")
 
-    def _close(self) -> None:
-        if self._opened_at is not None:
-            log.info("circuit closed: the backend answers again")
-        self._opened_at = None
-        if self._prober is not None and self._prober is not asyncio.current_task():
-            self._prober.cancel()
-        self._prober = None
-
-    async def _probe_until_back(self) -> None:
-        while self.open:
-            await asyncio.sleep(self.cooldown_s)
-            try:
-                await self._probe()
-            except Exception as error:  # still down: stay open, try again later
-                log.info("probe failed: %s", error)
-                continue
-            self._failures = 0
-            self._close()
+    async def _probe_once(self) -> None:
+        try:
+            await self._probe()
+        except Exception as error:  # still down: stay open, probe again after the cooldown
+            log.info("probe failed: %s", error)
+            self._last_probe = time.monotonic()
+            return
+        log.info("circuit closed: the backend answers again")
+        self.succeeded()
 
     async def aclose(self) -> None:
         if self._prober is not None:
@@ -188,7 +192,7 @@ class FallbackTutor:
     async def _guarded(self, primary: AsyncIterator[str], fallback: AsyncIterator[str]) -> AsyncIterator[str]:
         said_something = False
         try:
-            if self.breaker is not None and self.breaker.open:
+            if self.breaker is not None and not self.breaker.allow():
                 raise DialogueUnavailable(
                     f"{self.primary.name} failed {self.breaker.failures_to_open} times in a row; "
                     "not tried until a background probe succeeds", kind="circuit_open")

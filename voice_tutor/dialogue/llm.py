@@ -412,7 +412,7 @@ class ChatTutor:
                             raise _late(config, answered=True)
                         held = True
                         deadline = loop.time() + config.holding_grace_s
-                        yield HoldingPhrase(config.holding_phrase.strip())
+                        yield HoldingPhrase(config.holding_phrase.strip() + " ")  # said at once, as a sentence
                     chunk = await pending
                     pending = None
                     if chunk is None:

@@ -112,7 +112,7 @@ class SpeechFilter:
         return self._spoken >= self.max_chars
 
     def push(self, piece: str) -> list[str]:
-        """The speakable sentences completed by ``piece`` (each after the first starts with a space)."""
+        """The speakable sentences completed by ``piece``, each ending in a space."""
         self._pending += piece
         out: list[str] = []
         while True:
@@ -142,7 +142,8 @@ class SpeechFilter:
         if self._in_code:
             self.dropped.append("code")
             return []
-        return self._sentence(rest)
+        out = self._sentence(rest)
+        return [*out[:-1], out[-1].rstrip()] if out else []  # nothing follows the last one
 
     def finish_broken(self) -> list[str]:
         """The end of a reply that broke off: its last sentence only if it was finished."""
@@ -181,7 +182,7 @@ class SpeechFilter:
                 break
             if len(part) > room:
                 part = _cut_words(part, room)
-            out.append(f" {part}" if self._spoken else part)
+            out.append(part + " ")  # the space tells the sentence chunker downstream that it has ended
             self._spoken += len(part) + 1
         return out
 

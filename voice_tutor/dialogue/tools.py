@@ -580,20 +580,21 @@ class GroundedChatTutor(ChatTutor):
         )
 
     async def opening(self, context: DialogueContext) -> AsyncIterator[str]:
-        async for piece in self._converse(context, OPENING_REQUEST.format(name=context.learner_name)):
+        async for piece in self._converse(context, OPENING_REQUEST.format(name=context.learner_name), learner_words=""):
             yield piece
 
     async def respond(self, learner_text: str, context: DialogueContext) -> AsyncIterator[str]:
-        async for piece in self._converse(context, learner_text):
+        async for piece in self._converse(context, learner_text, learner_words=learner_text):
             yield piece
 
-    async def _converse(self, context: DialogueContext, user_text: str) -> AsyncIterator[str]:
+    async def _converse(self, context: DialogueContext, user_text: str, *, learner_words: str) -> AsyncIterator[str]:
         self._context = context
-        self.toolbox.learner_words = "" if user_text.startswith(OPENING_REQUEST[:20]) else user_text
+        self.toolbox.learner_words = learner_words
         speech = self.speech_filter()  # one per turn: the length cap spans the follow-ups
         exchanged: list[dict[str, Any]] = []  # this turn's tool calls and results, for the follow-up
         ran: list[tuple[ToolCall, ToolResult]] = []
         said = False
+        last = ""
         for round_number in range(self.max_tool_rounds + 1):
             calls: list[tuple[ToolCall, ToolResult]] = []
             self._round, self._run_tools = calls, round_number < self.max_tool_rounds
@@ -605,12 +606,13 @@ class GroundedChatTutor(ChatTutor):
                     if isinstance(piece, HoldingPhrase):
                         yield piece
                         continue
-                    if not text and said and not piece[:1].isspace():
+                    if not text and said and not (piece[:1].isspace() or last[-1:].isspace()):
                         yield " "  # the follow-up continues what the learner heard
                     if not said:
                         said = True
                         self.cursor.commit(context.learner_name)
                     text.append(piece)
+                    last = piece
                     yield piece
             except DialogueUnavailable:
                 if ran and not said:
