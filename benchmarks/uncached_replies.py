@@ -1,6 +1,6 @@
 """First audio of uncached replies: a short first clause, and TTS workers shared by sessions.
 
-    .venv/bin/python benchmarks/uncached_replies.py [--sessions 1,4,8] [--json]
+    .venv/bin/python benchmarks/uncached_replies.py [--sessions 1,4,8] [--json]   (prints JSON)
 
 Replies are the lessons' own explanations and hints (long first sentences, never
 in the phrase cache: the cache is off).  For each reply the first piece the
@@ -99,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replies", type=int, default=24)
     parser.add_argument("--sessions", default="1,4,8")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="indent the JSON it prints")
     args = parser.parse_args()
     synthesizer = SpeechSynthesizer(TextToSpeechConfig(), phrase_cache_mb=0)
     synthesizer.warm_up()
@@ -109,8 +109,10 @@ def main() -> None:
     results = {
         "command": "benchmarks/uncached_replies.py " + " ".join(sys.argv[1:]),
         "cores": os.cpu_count(), "tts_workers": synthesizer.workers, "replies": len(replies),
-        "first_piece_words_p50": {"whole_first_sentence": float(np.median([len(first_sentence(t).split()) for t in replies])),
-                                  "opening_clause": float(np.median([len(first_piece(t).split()) for t in replies]))},
+        "first_piece_words_p50": {
+            "whole_first_sentence": float(np.median([len(first_sentence(t).split()) for t in replies])),
+            "opening_clause": float(np.median([len(first_piece(t).split()) for t in replies])),
+        },
         "first_audio_ms": {"whole_first_sentence": {"p50": pct(whole, 50), "p95": pct(whole, 95)},
                            "opening_clause": {"p50": pct(clause, 50), "p95": pct(clause, 95)}},
         "concurrent": {},
@@ -124,10 +126,7 @@ def main() -> None:
             "one_worker": {"p50": pct(one_worker, 50), "p95": pct(one_worker, 95)},
             f"{synthesizer.workers}_workers": {"p50": pct(pooled, 50), "p95": pct(pooled, 95)},
         }
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return
-    print(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2 if args.json else None))
 
 
 if __name__ == "__main__":

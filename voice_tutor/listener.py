@@ -3,8 +3,8 @@
 VAD runs on every 32 ms frame; a pause starts a speculative transcription of
 the utterance so far (and a look at its final pitch: did the voice fall, or
 stay up as if more is coming?), which is usually ready by the time the
-silence is long enough to end the turn; the turn ends at the first frame (or the moment the
-transcript arrives) when both hold.  Partial transcripts are produced while
+silence is long enough to end the turn; the turn ends at the first frame (or
+the moment the transcript arrives) when both hold.  Partial transcripts are produced while
 the learner speaks, when the shared recognizer has nothing more urgent to do.
 Model calls run on worker threads; the listener never waits for one while
 frames arrive, so a busy recognizer delays a turn's end, not the audio.  Once
