@@ -124,7 +124,7 @@ def segment(audio: np.ndarray, silence_ms: int = BASELINE_SILENCE_MS,
     config = TurnTakingConfig(
         speech_threshold=base.speech_threshold, silence_threshold=base.silence_threshold,
         min_speech_ms=base.min_speech_ms, pause_ms=silence_ms, end_of_turn_ms=silence_ms,
-        unfinished_end_of_turn_ms=silence_ms, pre_roll_ms=base.pre_roll_ms,
+        unfinished_end_of_turn_ms=silence_ms, continuing_end_of_turn_ms=silence_ms, pre_roll_ms=base.pre_roll_ms,
     )
     vad, detector = StreamingVad(), TurnDetector(config)
     pre_roll_frames = max(1, round(config.pre_roll_ms / FRAME_MS))  # as the listener keeps them

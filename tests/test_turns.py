@@ -120,6 +120,19 @@ def test_unfinished_words_wait_for_the_longer_silence():
     assert detector.turn_is_over("Seven plus")
 
 
+def test_a_voice_that_stayed_up_at_the_pause_waits_for_the_continuing_silence():
+    detector = started()
+    feed(detector, [QUIET] * frames(320))
+    assert detector.turn_is_over("Front.")  # the voice fell: finished
+    assert not detector.turn_is_over("Front.", voice_continues=True)  # level or rising: "Front, ... center."
+    assert detector.turn_is_over("Can you say that again?", voice_continues=True)  # a question rises, and is done
+    feed(detector, [QUIET] * (frames(900) - frames(320) - 1))
+    assert not detector.turn_is_over("Front.", voice_continues=True)
+    detector.feed(QUIET)
+    assert detector.turn_is_over("Front.", voice_continues=True)
+    assert not detector.turn_is_over("Seven plus", voice_continues=True)  # the words still trail off: longer yet
+
+
 def test_turn_is_never_over_outside_speech():
     detector = TurnDetector(TurnTakingConfig())
     feed(detector, [QUIET] * 100)

@@ -153,6 +153,10 @@ async def _talk(args, config: Config) -> int:
                                    timeline_start=(lambda: source.started_at) if args.input else None)
             else:
                 sink = SpeakerSink(models.synthesizer.sample_rate, args.output_device)
+            if not args.input and not args.output and not args.no_echo_cancellation:
+                from voice_tutor.audio.echo import with_echo_cancellation
+
+                source, sink = with_echo_cancellation(source, sink)  # the microphone hears the speaker
             session = tutoring.session(models, source, sink)
             printer = asyncio.create_task(_print_live(session, args.json))
             if not args.json:
@@ -856,6 +860,9 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--llm-model", help="the model to ask at --llm-url")
     talk.add_argument("--input-device", help="microphone (sounddevice name or index)")
     talk.add_argument("--output-device", help="speaker (sounddevice name or index)")
+    talk.add_argument("--no-echo-cancellation", action="store_true",
+                      help="microphone and speaker: do not remove the tutor's own voice from the microphone "
+                           "(use with a headset)")
     talk.set_defaults(run=cmd_talk)
 
     bench = commands.add_parser("bench", parents=[common], help="measure latency, speed and memory here")

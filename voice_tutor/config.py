@@ -93,6 +93,8 @@ class TurnTakingConfig:
     """Silence that ends a turn whose words sound finished."""
     unfinished_end_of_turn_ms: StrictInt = 1200
     """Silence that ends a turn whose words trail off ('and', 'the', 'um')."""
+    continuing_end_of_turn_ms: StrictInt = 900
+    """Silence that ends a turn whose voice did not fall at the pause (level or rising: a list, 'Front, ...')."""
     partial_interval_ms: StrictInt = 700
     pre_roll_ms: StrictInt = 200
     max_utterance_s: StrictFloat = 25.0

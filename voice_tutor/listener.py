@@ -1,9 +1,10 @@
 """The listening stage: learner audio in, speech and transcript events out.
 
 VAD runs on every 32 ms frame; a pause starts a speculative transcription of
-the utterance so far, which is usually ready by the time the silence is long
-enough to end the turn; the turn ends at the first frame (or the moment the
-transcript arrives) when both hold.  Partial transcripts are produced while
+the utterance so far (and a look at its final pitch: did the voice fall, or
+stay up as if more is coming?), which is usually ready by the time the
+silence is long enough to end the turn; the turn ends at the first frame (or
+the moment the transcript arrives) when both hold.  Partial transcripts are produced while
 the learner speaks, when the shared recognizer has nothing more urgent to do.
 Model calls run on worker threads; the listener never waits for one while
 frames arrive, so a busy recognizer delays a turn's end, not the audio.  Once
@@ -24,6 +25,7 @@ from functools import partial
 import numpy as np
 
 from voice_tutor.audio.levels import speech_end_s
+from voice_tutor.audio.prosody import sounds_continuing
 from voice_tutor.audio.sources import CapturedFrame
 from voice_tutor.audio.turns import FRAME_MS, Transition, TurnDetector
 from voice_tutor.audio.vad import SAMPLE_RATE, StreamingVad
@@ -78,7 +80,10 @@ class Listener:
         self._partial: asyncio.Future[Transcript] | None = None
         self._ms_since_partial = 0.0
         self._committed: set[asyncio.Future[Transcript]] = set()
-        self._longest_wait_ms = max(config.end_of_turn_ms, config.unfinished_end_of_turn_ms)
+        self._voice_continues: asyncio.Future[bool] | None = None
+        """At the pause: the pitch stayed level or rose (worker thread; None until asked)."""
+        self._longest_wait_ms = max(config.end_of_turn_ms, config.unfinished_end_of_turn_ms,
+                                    config.continuing_end_of_turn_ms)
 
     @property
     def in_speech(self) -> bool:
@@ -120,12 +125,14 @@ class Listener:
         elif transition is Transition.PAUSED:
             self._publish(SpeechPaused(session_id=self.session_id, utterance_id=self._utterance_id,
                                        last_voiced_at=self._last_voiced_at))
-            self._candidate = self._transcribe_candidate(self._utterance_audio())
+            audio = self._utterance_audio()
+            self._voice_continues = asyncio.get_running_loop().run_in_executor(None, sounds_continuing, audio)
+            self._candidate = self._transcribe_candidate(audio)
         if detector.voiced:
             self._maybe_partial()
         if self._candidate is not None:
             if self._wait_for_recognizer and detector.silence_ms >= self._config.end_of_turn_ms:
-                await asyncio.wait([self._candidate])
+                await asyncio.wait([self._candidate, self._voice_continues])
             if self._candidate is not None and self._candidate.done():
                 self._end_turn_if_over(self._candidate)
             elif self._candidate is not None and detector.silence_ms >= self._longest_wait_ms:
@@ -158,10 +165,18 @@ class Listener:
             self._complete_turn(None)
             return
         transcript = candidate.result()
-        if self._detector.turn_is_over(transcript.text):
+        if self._detector.turn_is_over(transcript.text, self._pitch_stayed_up()):
             self._complete_turn(transcript)
 
+    def _pitch_stayed_up(self) -> bool:
+        """The prosody at the pause, if known by now (the words alone decide otherwise)."""
+        pitch = self._voice_continues
+        if pitch is None or not pitch.done() or pitch.cancelled() or pitch.exception() is not None:
+            return False
+        return pitch.result()
+
     def _drop_candidate(self) -> None:
+        self._voice_continues = None
         if self._candidate is not None:
             self._candidate.cancel()
             self._candidate = None
@@ -212,7 +227,7 @@ class Listener:
 
     def _close_utterance(self) -> _ClosedUtterance:
         """End the detector's turn and hand over what was heard: the next speech starts a new utterance."""
-        self._candidate = None
+        self._candidate = self._voice_continues = None
         if self._partial is not None:
             self._partial.cancel()  # still queued: nobody will see it
         self._detector.end_turn()

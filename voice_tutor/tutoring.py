@@ -57,6 +57,7 @@ def with_learner_pace(config: Config, preferences: Preferences | None) -> Config
         turns,
         end_of_turn_ms=round(turns.end_of_turn_ms * factor),
         unfinished_end_of_turn_ms=round(turns.unfinished_end_of_turn_ms * factor),
+        continuing_end_of_turn_ms=round(turns.continuing_end_of_turn_ms * factor),
     ))
 
 

@@ -577,7 +577,8 @@ class VoiceRoom:
 
         A learner's slow pace stretches the pauses by up to 1.5 (``with_learner_pace``).
         """
-        longest_ms = max(self.config.turns.end_of_turn_ms, self.config.turns.unfinished_end_of_turn_ms)
+        turns = self.config.turns
+        longest_ms = max(turns.end_of_turn_ms, turns.unfinished_end_of_turn_ms, turns.continuing_end_of_turn_ms)
         return 1.5 * longest_ms / 1000 + self.floor.options.end_of_turn_margin_s
 
     def _speech_gate(self, client: p.Member) -> SpeechGate:

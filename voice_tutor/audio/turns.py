@@ -2,9 +2,12 @@
 
 Pure logic over per-frame speech probabilities, so it can be tested alone.
 A pause first triggers a speculative transcription; the turn then ends after
-``end_of_turn_ms`` of silence if the words sound finished, or after the longer
-``unfinished_end_of_turn_ms`` if they trail off ("seven plus...", "um"), so a
-learner who stops to think mid-sentence is not cut off.
+``end_of_turn_ms`` of silence if the words sound finished and the voice fell,
+after ``continuing_end_of_turn_ms`` if the words could be finished but the
+voice stayed level or rose (a list, "Front, ... center."; ``audio/prosody.py``),
+or after the longer ``unfinished_end_of_turn_ms`` if the words trail off
+("seven plus...", "um"), so a learner who stops to think mid-sentence is not
+cut off.  A question ("...again?") rises and is finished.
 """
 
 from __future__ import annotations
@@ -79,13 +82,17 @@ class TurnDetector:
         """The last frame counted as speech (it extends the utterance)."""
         return self.in_speech and self.silence_ms == 0
 
-    def turn_is_over(self, transcript: str) -> bool:
-        """Given the speculative transcript, has the silence lasted long enough?"""
+    def turn_is_over(self, transcript: str, voice_continues: bool = False) -> bool:
+        """Given the speculative transcript (and whether the voice was level or rising at the pause),
+        has the silence lasted long enough?"""
         if not self.in_speech:
             return False
-        limit = (
-            self.config.unfinished_end_of_turn_ms if sounds_unfinished(transcript) else self.config.end_of_turn_ms
-        )
+        if sounds_unfinished(transcript):
+            limit = self.config.unfinished_end_of_turn_ms
+        elif voice_continues and not transcript.rstrip().endswith("?"):
+            limit = self.config.continuing_end_of_turn_ms
+        else:
+            limit = self.config.end_of_turn_ms
         return self.silence_ms >= limit
 
     def end_turn(self) -> None:
