@@ -31,6 +31,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -76,11 +77,22 @@ def start_server(data_home: Path) -> tuple[subprocess.Popen, str]:
     deadline = time.monotonic() + 120
     for line in process.stdout:
         if match := LINK.match(line):
+            # Keep reading what it prints: a full pipe would stop the server mid-run.
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
             return process, match[1].split("?")[0]
         if time.monotonic() > deadline:
             break
-    process.terminate()
+    stop_server(process)
     raise RuntimeError("voice-tutor serve did not print its learner link")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def learner_url(base: str, index: int) -> str:
@@ -113,8 +125,8 @@ async def run_pages(base: str, microphone: Path, duration_s: float, sessions: in
             await page.close()
             return log
 
-        try:
-            return list(await asyncio.gather(*(one(i) for i in range(sessions))))
+        try:  # a page that could not join (an overloaded machine) is counted, not fatal
+            return list(await asyncio.gather(*(one(i) for i in range(sessions)), return_exceptions=True))
         finally:
             await browser.close()
 
@@ -160,8 +172,9 @@ def format_report(report: dict) -> str:
     lines = [f"machine: {report['machine']}; load average {report['load_average']} at start; real time, headless Chromium",
              f"voices: {', '.join(report['voices'])}"]
     for count, row in report["runs"].items():
-        lines += ["", f"{count} page(s): {row['utterances']} utterances ({row['overlapped']} left out: tutor still "
-                  f"talking; {row['unanswered']} unanswered), load average after {row['load_average_after']}",
+        lines += ["", f"{count} page(s), {row['pages_failed']} of them failed to join: {row['utterances']} utterances "
+                  f"({row['overlapped']} left out: tutor still talking; {row['unanswered']} unanswered), "
+                  f"load average after {row['load_average_after']}",
                   f"{'last loud microphone frame sent →':46} {'p50':>8} {'p95':>8} {'n':>5}"]
         for label, key in [("first tutor audio chunk received", "first_audio_received_ms"),
                            ("…and scheduled to play (page's jitter lead)", "first_audio_plays_ms")]:
@@ -196,11 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for count in [int(n) for n in args.sessions.split(",")]:
                 logs = asyncio.run(run_pages(base, microphone, duration_s, count, period_s))
-                report["runs"][count] = summarize([score(log) for log in logs])
+                report["runs"][count] = summarize([score(log) for log in logs if isinstance(log, dict)])
+                report["runs"][count]["pages_failed"] = sum(1 for log in logs if not isinstance(log, dict))
                 report["runs"][count]["load_average_after"] = round(os.getloadavg()[0], 2)
         finally:
-            process.terminate()
-            process.wait(10)
+            stop_server(process)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
 

@@ -207,13 +207,16 @@ async def _run_one(models: SpeechModels, config: Config, clips: list[Clip], gap_
     return _score(clips, gap_s, source.started_at or 0.0, output, seen)
 
 
-def score_from_sound(clips: list[Clip], gap_s: float, tutor: np.ndarray, rate: int,
-                     turn_times_s: list[float]) -> list[UtteranceResult]:
-    """Each clip's latency from the two timelines alone (clips laid out as :func:`voice_tutor.bench.recording_audio`).
+def score_from_sound(clips: list[Clip], gap_s: float, tutor: np.ndarray, rate: int, turn_times_s: list[float],
+                     reply_not_before_s: list[float | None] | None = None) -> list[UtteranceResult]:
+    """Each clip's latency from the two timelines (clips laid out as :func:`voice_tutor.bench.recording_audio`).
 
     ``turn_times_s``: when each of the system's turns ended or reached its tutor,
     in seconds of the recording; the turns falling between a clip's start and the
     next clip's are that clip's (more than one: the tutor replied to a fragment).
+    ``reply_not_before_s`` (per turn) only tells this turn's reply from a late
+    reply to an earlier turn (an overloaded system): sound before it is not this
+    reply's.  The latency itself is read from the sound.
     """
     results = []
     position = gap_s
@@ -230,12 +233,18 @@ def score_from_sound(clips: list[Clip], gap_s: float, tutor: np.ndarray, rate: i
         if len(before) and window_levels_db(before, rate).max(initial=-200) > -50:
             item.overlapped = True  # the tutor was still talking when the learner stopped
             continue
-        first = first_sound_s(tutor, rate, after_s=item.speech_end_s)
+        item.turn_indices = [i for i, at in enumerate(turn_times_s) if clip_start <= at < next_start]
+        item.turns = len(item.turn_indices)
+        after = item.speech_end_s
+        if item.turn_indices and reply_not_before_s is not None:
+            not_before = reply_not_before_s[item.turn_indices[-1]]
+            if not_before is None:
+                continue  # this turn's reply never played
+            after = max(after, not_before)
+        first = first_sound_s(tutor, rate, after_s=after)
         if first is not None and first < next_start:
             item.first_sound_s = first
             item.audio_ms = round((first - item.speech_end_s) * 1000, 1)
-        item.turn_indices = [i for i, at in enumerate(turn_times_s) if clip_start <= at < next_start]
-        item.turns = len(item.turn_indices)
     return results
 
 
@@ -246,7 +255,10 @@ def _score(clips: list[Clip], gap_s: float, origin: float, output: Path, seen: l
     completed = {e.turn_id: e for e in seen if isinstance(e, TurnCompleted)}
     started = {e.turn_id: e.t for e in seen if isinstance(e, TutorSpeechStarted)}
     result = SessionResult(heard=[final.text for final in finals])
-    result.utterances = score_from_sound(clips, gap_s, tutor, rate, [f.last_voiced_at - origin for f in finals])
+    # A reply's sound starts with its TutorSpeechStarted (within a block): anything 100 ms before is another's.
+    not_before = [started[f.utterance_id] - origin - 0.1 if f.utterance_id in started else None for f in finals]
+    result.utterances = score_from_sound(clips, gap_s, tutor, rate, [f.last_voiced_at - origin for f in finals],
+                                         not_before)
     for item in result.utterances:
         if not item.turn_indices:
             continue

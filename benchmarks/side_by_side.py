@@ -227,7 +227,8 @@ def run_pipecat(clips: list[Clip], gap_s: float, stop: str, workdir: Path, pytho
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tutor, rate = soundfile.read(output, dtype="float32")
     turn_times = json.loads(turns_file.read_text())["turns_s"]
-    return _sound_summary(latency_from_audio.score_from_sound(clips, gap_s, tutor, rate, turn_times))
+    # Its reply to a turn cannot sound before the turn reached the tutor.
+    return _sound_summary(latency_from_audio.score_from_sound(clips, gap_s, tutor, rate, turn_times, turn_times))
 
 
 def _sound_summary(items) -> dict:
