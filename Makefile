@@ -10,8 +10,12 @@ WEB := assets/web
 WEB_STAMP := $(WEB)/node_modules/.package-lock.json
 DEBIAN_PACKAGES := libportaudio2 espeak-ng
 DEBIAN_TEST_PACKAGES := chromium
+# Learner voices for the latency benchmarks: recorded human speech (alsa-utils' prompts,
+# codec2-examples' test speech) and flite's voices built from CMU Arctic recordings.
+DEBIAN_BENCH_PACKAGES := alsa-utils codec2-examples flite
+PIPECAT := .venv-pipecat
 
-.PHONY: run test
+.PHONY: run test bench-deps
 
 $(STAMP): pyproject.toml
 	@./.ci/debian-packages $(DEBIAN_PACKAGES)
@@ -30,3 +34,11 @@ run: $(STAMP) $(WEB_STAMP)
 test: $(STAMP) $(WEB_STAMP)
 	@./.ci/debian-packages $(DEBIAN_TEST_PACKAGES)
 	$(BIN)/python -m pytest -q
+
+bench-deps: $(STAMP)
+	@./.ci/debian-packages $(DEBIAN_BENCH_PACKAGES)
+
+# Pipecat for benchmarks/side_by_side.py --pipecat, in its own environment (its pins may clash with ours).
+$(PIPECAT):
+	$(PYTHON) -m venv $(PIPECAT)
+	$(PIPECAT)/bin/python -m pip install --quiet "pipecat-ai[silero,whisper,piper]==1.14.0" rapidfuzz text2num fsrs

@@ -161,12 +161,16 @@ class UtteranceResult:
     """First audible output sample − the session's TutorSpeechStarted."""
     turns: int = 0
     overlapped: bool = False
+    speech_end_s: float = 0.0
+    first_sound_s: float | None = None
+    turn_indices: list[int] = field(default_factory=list)
 
 
 @dataclass
 class SessionResult:
     utterances: list[UtteranceResult] = field(default_factory=list)
-    cache_hits: int = 0
+    heard: list[str] = field(default_factory=list)
+    """The session's final transcripts, in order."""
 
 
 async def _run_one(models: SpeechModels, config: Config, clips: list[Clip], gap_s: float, workdir: Path,
@@ -203,13 +207,18 @@ async def _run_one(models: SpeechModels, config: Config, clips: list[Clip], gap_
     return _score(clips, gap_s, source.started_at or 0.0, output, seen)
 
 
-def _score(clips: list[Clip], gap_s: float, origin: float, output: Path, seen: list) -> SessionResult:
-    """Each clip's latency from the two timelines, beside the session's events for the same turn."""
-    tutor, rate = soundfile.read(output, dtype="float32")
-    finals = {e.utterance_id: e for e in seen if isinstance(e, FinalTranscript)}
-    completed = {e.turn_id: e for e in seen if isinstance(e, TurnCompleted)}
-    started = {e.turn_id: e.t for e in seen if isinstance(e, TutorSpeechStarted)}
-    result = SessionResult()
+def score_from_sound(clips: list[Clip], gap_s: float, tutor: np.ndarray, rate: int, turn_times_s: list[float],
+                     reply_not_before_s: list[float | None] | None = None) -> list[UtteranceResult]:
+    """Each clip's latency from the two timelines (clips laid out as :func:`voice_tutor.bench.recording_audio`).
+
+    ``turn_times_s``: when each of the system's turns ended or reached its tutor,
+    in seconds of the recording; the turns falling between a clip's start and the
+    next clip's are that clip's (more than one: the tutor replied to a fragment).
+    ``reply_not_before_s`` (per turn) only tells this turn's reply from a late
+    reply to an earlier turn (an overloaded system): sound before it is not this
+    reply's.  The latency itself is read from the sound.
+    """
+    results = []
     position = gap_s
     for index, clip in enumerate(clips):
         clip_start = position
@@ -218,26 +227,47 @@ def _score(clips: list[Clip], gap_s: float, origin: float, output: Path, seen: l
         end = speech_end_s(clip.audio, SAMPLE_RATE)
         if end is None:
             continue
-        end += clip_start
-        item = UtteranceResult(clip.voice, clip.human)
-        result.utterances.append(item)
-        before = tutor[max(0, int((end - 0.03) * rate)):int(end * rate)]
+        item = UtteranceResult(clip.voice, clip.human, speech_end_s=clip_start + end)
+        results.append(item)
+        before = tutor[max(0, int((item.speech_end_s - 0.03) * rate)):int(item.speech_end_s * rate)]
         if len(before) and window_levels_db(before, rate).max(initial=-200) > -50:
             item.overlapped = True  # the tutor was still talking when the learner stopped
             continue
-        first = first_sound_s(tutor, rate, after_s=end)
+        item.turn_indices = [i for i, at in enumerate(turn_times_s) if clip_start <= at < next_start]
+        item.turns = len(item.turn_indices)
+        after = item.speech_end_s
+        if item.turn_indices and reply_not_before_s is not None:
+            not_before = reply_not_before_s[item.turn_indices[-1]]
+            if not_before is None:
+                continue  # this turn's reply never played
+            after = max(after, not_before)
+        first = first_sound_s(tutor, rate, after_s=after)
         if first is not None and first < next_start:
-            item.audio_ms = round((first - end) * 1000, 1)
-        turns = sorted(uid for uid, final in finals.items()
-                       if clip_start <= final.last_voiced_at - origin < next_start)
-        item.turns = len(turns)
-        if turns:
-            last = turns[-1]
-            item.vad_end_late_ms = round((finals[last].last_voiced_at - origin - end) * 1000, 1)
-            if last in completed and "first_audio" in completed[last].latency_ms:
-                item.event_ms = completed[last].latency_ms["first_audio"]
-            if last in started and first is not None:
-                item.output_late_ms = round((first - (started[last] - origin)) * 1000, 1)
+            item.first_sound_s = first
+            item.audio_ms = round((first - item.speech_end_s) * 1000, 1)
+    return results
+
+
+def _score(clips: list[Clip], gap_s: float, origin: float, output: Path, seen: list) -> SessionResult:
+    """Each clip's latency from the two timelines, beside the session's events for the same turn."""
+    tutor, rate = soundfile.read(output, dtype="float32")
+    finals = sorted((e for e in seen if isinstance(e, FinalTranscript)), key=lambda e: e.utterance_id)
+    completed = {e.turn_id: e for e in seen if isinstance(e, TurnCompleted)}
+    started = {e.turn_id: e.t for e in seen if isinstance(e, TutorSpeechStarted)}
+    result = SessionResult(heard=[final.text for final in finals])
+    # A reply's sound starts with its TutorSpeechStarted (within a block): anything 100 ms before is another's.
+    not_before = [started[f.utterance_id] - origin - 0.1 if f.utterance_id in started else None for f in finals]
+    result.utterances = score_from_sound(clips, gap_s, tutor, rate, [f.last_voiced_at - origin for f in finals],
+                                         not_before)
+    for item in result.utterances:
+        if not item.turn_indices:
+            continue
+        last = finals[item.turn_indices[-1]]
+        item.vad_end_late_ms = round((last.last_voiced_at - origin - item.speech_end_s) * 1000, 1)
+        if last.utterance_id in completed and "first_audio" in completed[last.utterance_id].latency_ms:
+            item.event_ms = completed[last.utterance_id].latency_ms["first_audio"]
+        if last.utterance_id in started and item.first_sound_s is not None:
+            item.output_late_ms = round((item.first_sound_s - (started[last.utterance_id] - origin)) * 1000, 1)
     return result
 
 

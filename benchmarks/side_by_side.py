@@ -1,35 +1,44 @@
-"""This pipeline against a voice loop built the usual way, on the same learner audio, in one process.
+"""This pipeline, a voice loop built the usual way, and Pipecat, on the same learner audio, measured from the sound.
 
-Learner utterances (``SPECS``: 32 sentences of about 1 to 8 s a learner of the
-arithmetic lesson might say, spoken by piper at four speaking rates and by
-four espeak-ng voices, generated with :func:`voice_tutor.bench.make_utterances`)
-are laid on one timeline with 2.2 s of silence between them, and then:
+Learner clips (by default the voices of ``benchmarks/latency_from_audio.py``:
+human recordings from Debian packages, flite, espeak-ng, piper; or the given
+utterances) are laid on one timeline with silence between them, and then:
 
 (a) **this pipeline**: a real :class:`~voice_tutor.session.Session` with the
-    offline lesson tutor, fed the recording in real time (``FileSource``),
-    replies to an unpaced WAV sink: Silero VAD per 32 ms frame, a speculative
-    trimmed-window Whisper pass at a 160 ms pause, the turn ended by what the
-    words say (320 ms when they sound finished), sentence-by-sentence piper.
-    Latencies come from the session's events.
+    offline lesson tutor, fed the recording in real time, its voice written to a
+    real-time WAV timeline (what ``voice-tutor talk --input --output`` does).
 
 (b) **the baseline**, built the usual way from the same libraries: the same
     Silero VAD frames and thresholds, the turn ends after 800 ms of silence;
     ``WhisperModel.transcribe`` on the whole utterance (the standard 30 s
     window; faster-whisper's defaults, beam 5, and again with beam 1); the same
-    offline tutor's reply; the whole reply synthesized by piper before playback.
-    Its latency is the endpointing wait (from the last voiced frame to the
-    800 ms timeout, in audio time) plus the measured time of transcription,
-    reply and synthesis, each utterance processed alone once it has ended
+    offline tutor's reply, **streamed by sentence** to the same piper voice with
+    **the same phrase cache** as the pipeline: it plays its first sentence as
+    soon as it is synthesized.  Its first audio is the wait from the end of the
+    sound to the timeout, plus the measured transcription, reply and
+    first-sentence synthesis, plus the silent lead-in piper puts before that
+    sentence's first sound; each utterance processed alone once it has ended
     (no queueing behind the previous one: this favours the baseline).
 
-Both measure from the end of the learner's speech (the last frame the VAD
-calls voiced) to the first tutor audio sample.  Also reported: the word error
-rate of what each path heard (this pipeline's final transcripts, the
-baseline's transcripts) and, on each utterance clip alone, of the fast path
-(``SpeechRecognizer.transcribe_turn``) against faster-whisper's standard
-``transcribe()`` (beam 5), all scored with :func:`voice_tutor.bench.word_errors`.
+(c) **Pipecat** (``--pipecat default,0.8``; ``benchmarks/pipecat_peer.py`` in
+    its own virtual environment ``.venv-pipecat``): its standard pipeline with the
+    same Whisper and piper model files and the same tutor, with its default stop
+    settings (Silero VAD 0.2 s + the Smart Turn v3 model) and with 0.8 s, fed
+    the same recording in real time; its voice laid on a timeline as a player
+    would play it.
 
-    .venv/bin/python benchmarks/side_by_side.py [--beams 5,1] [--limit N] [--device cpu|cuda] [--json]
+(a) and (c) are measured from the sound (:func:`latency_from_audio.score_from_sound`):
+end of speech = the end of the clip's last 10 ms within 35 dB of its loudest,
+first tutor audio = the first 10 ms of the timeline above -50 dBFS after it.
+A clip answered as more than one turn is a **fragment** reply.  The phrase
+cache is cleared before each system.  Also reported: the word error rate of what
+each path heard, and, on each clip alone, the fast path
+(``SpeechRecognizer.transcribe_turn``) against ``transcribe()`` (beam 5).
+
+    .venv/bin/python benchmarks/side_by_side.py [--utterances 32] [--beams 5,1] [--pipecat default,0.8]
+        [--device cpu|cuda] [--json]
+
+Pipecat's environment (once): ``make .venv-pipecat``.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ import asyncio
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,9 +57,18 @@ from pathlib import Path
 
 import numpy as np
 
-from voice_tutor import bench
-from voice_tutor.config import Config, TurnTakingConfig, with_overrides
-from voice_tutor.session import SpeechModels
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import latency_from_audio  # noqa: E402
+from latency_from_audio import Clip  # noqa: E402
+
+from voice_tutor import bench  # noqa: E402
+from voice_tutor.audio.levels import first_sound_s, speech_end_s  # noqa: E402
+from voice_tutor.config import Config, TurnTakingConfig, with_overrides  # noqa: E402
+from voice_tutor.session import SpeechModels  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+PIPECAT_PYTHON = REPO / ".venv-pipecat" / "bin" / "python"
 
 BASELINE_SILENCE_MS = 800
 _TEXTS = [
@@ -99,21 +118,30 @@ SPECS = [(engine, setting, text) for (engine, setting), text in zip(
 class BaselineTurn:
     text: str
     endpoint_wait_ms: float
+    """From the last voiced VAD frame to the timeout (the loop's own view)."""
+    sound_wait_ms: float
+    """From the end of the sound to the timeout (what the learner waits)."""
     stt_ms: float
     reply_ms: float
     tts_ms: float
+    """Synthesis of the reply's first sentence (phrase cache as in the pipeline)."""
+    lead_ms: float
+    """Piper's silent lead-in before that sentence's first sound."""
+    ended_at_s: float
+    """Where on the recording the timeout fired."""
 
     @property
     def first_audio_ms(self) -> float:
-        return self.endpoint_wait_ms + self.stt_ms + self.reply_ms + self.tts_ms
+        return self.sound_wait_ms + self.stt_ms + self.reply_ms + self.tts_ms + self.lead_ms
 
 
 def segment(audio: np.ndarray, silence_ms: int = BASELINE_SILENCE_MS,
-            turns: TurnTakingConfig | None = None) -> list[tuple[np.ndarray, float]]:
+            turns: TurnTakingConfig | None = None, *, with_end: bool = False) -> list[tuple]:
     """Utterances the usual way: the Silero VAD frame by frame, a turn ends after ``silence_ms`` of silence.
 
     Returns (utterance audio up to the timeout, wait in ms from the end of the
-    last voiced frame to the timeout) for each.  Thresholds, minimum speech and
+    last voiced frame to the timeout) for each, and with ``with_end`` the
+    timeout's time on the recording (s).  Thresholds, minimum speech and
     pre-roll are this project's (``TurnTakingConfig``), so both paths hear the
     same speech; only the end of turn differs.
     """
@@ -137,23 +165,20 @@ def segment(audio: np.ndarray, silence_ms: int = BASELINE_SILENCE_MS,
         if detector.voiced:
             last_voiced = index
         if transition is Transition.PAUSED:
-            found.append((np.concatenate(frames[start : index + 1]), (index - last_voiced) * FRAME_MS))
+            item = (np.concatenate(frames[start : index + 1]), (index - last_voiced) * FRAME_MS)
+            found.append(item + ((index + 1) * FRAME_SAMPLES / bench.SAMPLE_RATE,) if with_end else item)
             detector.end_turn()
     return found
 
 
-def run_baseline(models: SpeechModels, config: Config, recording: np.ndarray, beam_size: int,
-                 voice=None) -> list[BaselineTurn]:
-    """The usual loop on the recording: 800 ms timeout, ``transcribe()``, tutor, whole-reply piper."""
-    from piper import PiperVoice, SynthesisConfig
-
+def run_baseline(models: SpeechModels, config: Config, recording: np.ndarray, beam_size: int) -> list[BaselineTurn]:
+    """The usual loop on the recording: 800 ms timeout, ``transcribe()``, tutor, piper by sentence with the cache."""
     from voice_tutor.dialogue.base import DialogueContext
     from voice_tutor.dialogue.lesson_tutor import LessonTutor
     from voice_tutor.learning.lessons import find_lesson, load_lesson
-    from voice_tutor.speech.tts import resolve_voice
+    from voice_tutor.speech.sentences import SentenceChunker
 
-    voice = voice or PiperVoice.load(resolve_voice(config.tts.voice))
-    synthesis = SynthesisConfig(length_scale=config.tts.length_scale)
+    synthesizer = models.synthesizer
     tutor = LessonTutor(load_lesson(find_lesson(config.dialogue.lesson, config.dialogue.lessons_dir)))
     context = DialogueContext("baseline", config.dialogue.learner_name or "friend")
 
@@ -163,20 +188,58 @@ def run_baseline(models: SpeechModels, config: Config, recording: np.ndarray, be
     asyncio.run(say(tutor.opening(context)))
     turns = []
     whisper = models.recognizer.whisper
-    for audio, waited_ms in segment(recording, turns=config.turns):
+    for audio, waited_ms, ended_at in segment(recording, turns=config.turns, with_end=True):
+        sound_end = speech_end_s(audio, bench.SAMPLE_RATE)
+        sound_wait_ms = (len(audio) / bench.SAMPLE_RATE - sound_end) * 1000 if sound_end is not None else waited_ms
         started = time.perf_counter()
         segments, _info = whisper.transcribe(audio, language=config.stt.language, beam_size=beam_size)
         text = " ".join(s.text.strip() for s in segments).strip()
         stt_done = time.perf_counter()
         reply = asyncio.run(say(tutor.respond(text, context))) if text else ""
         reply_done = time.perf_counter()
-        if reply:
-            audio_out = [chunk.audio_float_array for chunk in voice.synthesize(reply, synthesis)]
-            np.concatenate(audio_out)
+        lead_ms = 0.0
+        chunker = SentenceChunker()
+        sentences = chunker.push(reply) + chunker.flush() if reply else []
+        if sentences:
+            first = synthesizer.synthesize(sentences[0])
+            onset = first_sound_s(first, synthesizer.sample_rate)
+            lead_ms = (onset or 0.0) * 1000
         tts_done = time.perf_counter()
-        turns.append(BaselineTurn(text, waited_ms, (stt_done - started) * 1000, (reply_done - stt_done) * 1000,
-                                  (tts_done - reply_done) * 1000))
+        turns.append(BaselineTurn(text, waited_ms, sound_wait_ms, (stt_done - started) * 1000,
+                                  (reply_done - stt_done) * 1000, (tts_done - reply_done) * 1000, lead_ms, ended_at))
     return turns
+
+
+def run_pipecat(clips: list[Clip], gap_s: float, stop: str, workdir: Path, python: Path = PIPECAT_PYTHON) -> dict:
+    """Pipecat (``pipecat_peer.py`` in its own environment) on the clips' recording, scored from its timeline."""
+    import soundfile
+
+    from voice_tutor.speech.bundled import piper_joe_voice, whisper_base_dir
+
+    if not python.is_file():
+        raise RuntimeError(f"{python} is missing: make .venv-pipecat")
+    recording, output, turns_file = workdir / "pipecat-in.wav", workdir / f"pipecat-{stop}.wav", workdir / "turns.json"
+    bench.write_recording(recording, [clip.audio for clip in clips], gap_s)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([str(python), str(REPO / "benchmarks" / "pipecat_peer.py"), "--input", str(recording),
+                    "--output", str(output), "--turns", str(turns_file), "--stop", stop,
+                    "--whisper-model", str(whisper_base_dir()), "--voice", str(piper_joe_voice())],
+                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tutor, rate = soundfile.read(output, dtype="float32")
+    turn_times = json.loads(turns_file.read_text())["turns_s"]
+    # Its reply to a turn cannot sound before the turn reached the tutor.
+    return _sound_summary(latency_from_audio.score_from_sound(clips, gap_s, tutor, rate, turn_times, turn_times))
+
+
+def _sound_summary(items) -> dict:
+    measured = [u for u in items if not u.overlapped]
+    return {
+        "utterances": len(items),
+        "overlapped": len(items) - len(measured),
+        "unanswered": sum(1 for u in measured if u.audio_ms is None),
+        "fragments": sum(1 for u in measured if u.turns > 1),
+        "first_audio_ms": bench.distribution([u.audio_ms for u in measured if u.audio_ms is not None]),
+    }
 
 
 def _wer(references: list[str], hypotheses: list[str]) -> float:
@@ -185,70 +248,91 @@ def _wer(references: list[str], hypotheses: list[str]) -> float:
     return round(bench.word_errors(" ".join(references), " ".join(hypotheses)) / max(1, words), 4)
 
 
+def _clips(specs, utterances, count: int) -> list[Clip]:
+    if utterances is not None:
+        return [Clip("given", text, audio, False) for text, audio in utterances]
+    if specs is not None:
+        return [Clip("given", text, audio, False) for text, audio in bench.generate_utterances(specs)]
+    return latency_from_audio.pick(latency_from_audio.generate_clips(), count)
+
+
 def run_side_by_side(config: Config, specs=None, beams: tuple[int, ...] = (5, 1), utterances=None,
                      models: SpeechModels | None = None, clip_wer: bool = True, gap_s: float | None = None,
-                     progress=lambda message: None) -> dict:
-    """Both paths on the same utterances; see the module's docstring."""
-    if utterances is None:
-        utterances = bench.generate_utterances(SPECS if specs is None else specs)
+                     pipecat: tuple[str, ...] = (), count: int = 32, progress=lambda message: None) -> dict:
+    """All paths on the same clips; see the module's docstring."""
+    clips = _clips(specs, utterances, count)
+    gap_s = latency_from_audio.GAP_S if gap_s is None else gap_s
     own_models = models is None
     if models is None:
         models = SpeechModels.load(config)
-    references = [text for text, _ in utterances]
-    durations = [len(audio) / bench.SAMPLE_RATE for _, audio in utterances]
+    with_text = [clip for clip in clips if clip.text]
+    references = [clip.text for clip in with_text]
+    durations = [len(clip.audio) / bench.SAMPLE_RATE for clip in clips]
     result: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "stt": models.recognizer.description,
         "tts": models.synthesizer.description,
-        "utterances": len(utterances),
+        "utterances": len(clips),
+        "voices": sorted({c.voice.split()[0] if c.human else c.voice for c in clips}),
         "utterance_s": {"min": round(min(durations), 2), "max": round(max(durations), 2),
                         "mean": round(float(np.mean(durations)), 2)},
         "baseline_silence_ms": BASELINE_SILENCE_MS,
     }
+    only_text = len(with_text) == len(clips)  # WER of whole runs needs every clip's words
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = Path(tmp)
-            progress(f"(a) this pipeline: one session, {len(utterances)} utterances in real time…")
-            report = bench.run_concurrent(models, config, utterances, 1, workdir, gap_s=gap_s)
-            run = report["runs"][0]
-        recording = bench.recording_audio([audio for _, audio in utterances], gap_s)
-        first_audio = [t.latency_ms["first_audio"] for t in run.turns if "first_audio" in t.latency_ms]
+        progress(f"(a) this pipeline: one session, {len(clips)} utterances in real time…")
+        models.synthesizer.clear_cache()
+        [run] = latency_from_audio.run(config, clips, 1, gap_s, models)
+        events = [u.event_ms for u in run.utterances if not u.overlapped and u.event_ms is not None]
         result["pipeline"] = {
-            "turns": len(run.turns),
-            "first_audio_ms": bench.distribution(first_audio),
-            "final_transcript_ms": report["latency_ms"]["final_transcript"],
-            "kept_up": report["all_kept_up"],
-            "phrase_cache_hits": getattr(getattr(models.synthesizer, "phrase_cache", None), "hits", None),
-            "heard": [f.text for f in run.finals],
+            **_sound_summary(run.utterances),
+            "turns": len(run.heard),
+            "first_audio_events_ms": bench.distribution(events),
+            "phrase_cache_hits": models.synthesizer.phrase_cache.hits,
+            "heard": run.heard,
         }
-        wer = {"pipeline_in_session": _wer(references, [f.text for f in run.finals])}
+        wer = {"pipeline_in_session": _wer(references, run.heard)} if only_text else {}
+        recording = bench.recording_audio([clip.audio for clip in clips], gap_s)
         result["baseline"] = {}
         for beam in beams:
             progress(f"(b) baseline, beam {beam}…")
+            models.synthesizer.clear_cache()
             turns = run_baseline(models, config, recording, beam)
+            per_clip = [sum(1 for t in turns if a <= t.ended_at_s < b) for a, b in _clip_spans(clips, gap_s)]
             result["baseline"][f"beam_{beam}"] = {
                 "turns": len(turns),
+                "fragments": sum(1 for n in per_clip if n > 1),
                 "first_audio_ms": bench.distribution([t.first_audio_ms for t in turns]),
                 "endpoint_wait_ms": bench.distribution([t.endpoint_wait_ms for t in turns]),
+                "sound_wait_ms": bench.distribution([t.sound_wait_ms for t in turns]),
                 "stt_ms": bench.distribution([t.stt_ms for t in turns]),
                 "tts_ms": bench.distribution([t.tts_ms for t in turns]),
+                "lead_ms": bench.distribution([t.lead_ms for t in turns]),
                 "heard": [t.text for t in turns],
             }
-            wer[f"baseline_in_pipeline_beam_{beam}"] = _wer(references, [t.text for t in turns])
+            if only_text:
+                wer[f"baseline_in_pipeline_beam_{beam}"] = _wer(references, [t.text for t in turns])
+        result["pipecat"] = {}
+        for stop in pipecat:
+            progress(f"(c) Pipecat, stop {stop}…")
+            with tempfile.TemporaryDirectory() as tmp:
+                result["pipecat"][stop] = run_pipecat(clips, gap_s, stop, Path(tmp))
         pipeline_p50 = result["pipeline"]["first_audio_ms"]["p50"]
         pipeline_p95 = result["pipeline"]["first_audio_ms"]["p95"]
+        others = {**{name: side for name, side in result["baseline"].items()},
+                  **{f"pipecat_{stop}": side for stop, side in result["pipecat"].items()}}
         result["ratio"] = {
             name: {"p50": round(side["first_audio_ms"]["p50"] / pipeline_p50, 2),
                    "p95": round(side["first_audio_ms"]["p95"] / pipeline_p95, 2)}
-            for name, side in result["baseline"].items()
+            for name, side in others.items()
         }
         if clip_wer:
             progress("word error rate on each clip: fast path and standard transcribe()…")
             fast, standard = [], []
-            for _text, clip in utterances:
-                fast.append(models.recognizer.transcribe_turn(clip).text)
-                segments, _info = models.recognizer.whisper.transcribe(clip, language=config.stt.language)
+            for clip in with_text:
+                fast.append(models.recognizer.transcribe_turn(clip.audio).text)
+                segments, _info = models.recognizer.whisper.transcribe(clip.audio, language=config.stt.language)
                 standard.append(" ".join(s.text.strip() for s in segments))
             wer["fast_path_per_clip"] = _wer(references, fast)
             wer["standard_transcribe_per_clip_beam_5"] = _wer(references, standard)
@@ -264,33 +348,50 @@ def run_side_by_side(config: Config, specs=None, beams: tuple[int, ...] = (5, 1)
     return result
 
 
-def format_table(result: dict) -> str:
-    def row(name: str, dist: dict, n: int) -> str:
-        return f"{name:<58} {dist['p50']:>7.0f} {dist['p95']:>7.0f} {n:>5}"
+def _clip_spans(clips: list[Clip], gap_s: float) -> list[tuple[float, float]]:
+    """(start, next clip's start) of each clip on the recording's timeline."""
+    spans, position = [], gap_s
+    for clip in clips:
+        start = position
+        position += len(clip.audio) / bench.SAMPLE_RATE + gap_s
+        spans.append((start, position))
+    return spans
 
-    durations = result["utterance_s"]
+
+def format_table(result: dict) -> str:
+    def row(name: str, dist: dict, n: int, fragments: int | str = "") -> str:
+        return f"{name:<66} {dist['p50']:>7.0f} {dist['p95']:>7.0f} {n:>5} {fragments!s:>9}"
+
+    durations = result["utterances"], result["utterance_s"]
+    pipeline = result["pipeline"]
     lines = [
         f"machine: {result['machine']} (load average {result['load_average_at_start']} at start)",
         f"speech: {result['stt']}; voice: {result['tts']}",
-        f"{result['utterances']} utterances of {durations['min']:.1f}–{durations['max']:.1f} s "
-        f"(mean {durations['mean']:.1f} s): piper at 4 rates, espeak-ng with 4 voices",
+        f"{durations[0]} utterances of {durations[1]['min']:.1f}–{durations[1]['max']:.1f} s "
+        f"(mean {durations[1]['mean']:.1f} s), voices: {', '.join(result['voices'])}; real time",
         "",
-        f"{'end of learner speech → first tutor audio (ms)':<58} {'p50':>7} {'p95':>7} {'turns':>5}",
-        row("this pipeline (real Session, real time)", result["pipeline"]["first_audio_ms"],
-            result["pipeline"]["turns"]),
+        f"{'end of learner speech → first tutor audio (ms)':<66} {'p50':>7} {'p95':>7} {'n':>5} {'fragments':>9}",
+        row("this pipeline, from the sound", pipeline["first_audio_ms"], pipeline["first_audio_ms"]["n"],
+            pipeline["fragments"]),
+        row("  (its own latency_ms events, same turns)", pipeline["first_audio_events_ms"],
+            pipeline["first_audio_events_ms"]["n"]),
     ]
     for name, side in result["baseline"].items():
         beam = name.split("_")[-1]
-        lines.append(row(f"baseline, beam {beam} (800 ms timeout, 30 s window, whole reply)",
-                         side["first_audio_ms"], side["turns"]))
+        lines.append(row(f"baseline, beam {beam} (800 ms, 30 s window, piper by sentence)",
+                         side["first_audio_ms"], side["turns"], side["fragments"]))
         lines.append(
-            f"{'':<4}of which endpoint wait / transcribe() / piper, p50:"
-            f" {side['endpoint_wait_ms']['p50']:.0f} / {side['stt_ms']['p50']:.0f} / {side['tts_ms']['p50']:.0f} ms"
+            f"{'':<4}of which wait / transcribe() / first sentence / lead-in, p50:"
+            f" {side['sound_wait_ms']['p50']:.0f} / {side['stt_ms']['p50']:.0f} / {side['tts_ms']['p50']:.0f}"
+            f" / {side['lead_ms']['p50']:.0f} ms"
         )
+    for stop, side in result["pipecat"].items():
+        label = "default: VAD 0.2 s + Smart Turn v3" if stop == "default" else f"VAD stop {stop} s"
+        lines.append(row(f"Pipecat 1.14, {label}, from the sound", side["first_audio_ms"],
+                         side["first_audio_ms"]["n"], side["fragments"]))
     lines.append("")
     for name, ratio in result["ratio"].items():
-        beam = name.split("_")[-1]
-        lines.append(f"baseline (beam {beam}) / this pipeline: p50 {ratio['p50']:.2f}x, p95 {ratio['p95']:.2f}x")
+        lines.append(f"{name.replace('_', ' ')} / this pipeline: p50 {ratio['p50']:.2f}x, p95 {ratio['p95']:.2f}x")
     lines += ["", "word error rate"]
     for name, value in result["word_error_rate"].items():
         if isinstance(value, list):
@@ -304,7 +405,8 @@ def format_table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--beams", default="5,1", help="baseline beam sizes (5 is faster-whisper's default)")
-    parser.add_argument("--limit", type=int, help="only the first N utterances (a quick look)")
+    parser.add_argument("--utterances", type=int, default=32, help="clips, round-robin over the voices")
+    parser.add_argument("--pipecat", default="", help="Pipecat stop settings to run: default,0.8 (needs .venv-pipecat)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -315,8 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"side_by_side: {error}", file=sys.stderr)
         return 2
     result = run_side_by_side(
-        config, SPECS[: args.limit] if args.limit else SPECS,
-        beams=tuple(int(b) for b in args.beams.split(",") if b.strip()),
+        config, beams=tuple(int(b) for b in args.beams.split(",") if b.strip()),
+        pipecat=tuple(s for s in args.pipecat.split(",") if s.strip()), count=args.utterances,
         progress=lambda message: print(message, file=sys.stderr, flush=True),
     )
     print(json.dumps(result, indent=2) if args.json else format_table(result))

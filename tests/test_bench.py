@@ -200,9 +200,11 @@ def test_side_by_side_runs_both_paths_on_the_same_audio(speech_models, utterance
     well_formed(pipeline["first_audio_ms"])
     assert pipeline["first_audio_ms"]["n"] >= 1
     well_formed(baseline["first_audio_ms"], n=len(utterances))
-    for part in ("endpoint_wait_ms", "stt_ms", "tts_ms"):
+    for part in ("endpoint_wait_ms", "sound_wait_ms", "stt_ms", "tts_ms", "lead_ms"):
         well_formed(baseline[part], n=len(utterances))
     assert baseline["endpoint_wait_ms"]["p50"] == side_by_side.BASELINE_SILENCE_MS
+    assert baseline["fragments"] == 0 and pipeline["fragments"] >= 0
+    well_formed(pipeline["first_audio_events_ms"])  # the session's own figure beside the one from the sound
     ratio = result["ratio"]["beam_1"]
     assert ratio["p50"] > 0 and ratio["p95"] > 0
     wer = result["word_error_rate"]

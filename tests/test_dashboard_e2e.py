@@ -124,7 +124,7 @@ async def test_a_teacher_sees_live_captions_and_an_alert_and_sends_a_hint_the_le
             learner.on("pageerror", lambda error: problems.append(f"learner: {error}"))
             await learner.goto(links["learner"])
             await learner.click("#start")
-            await learner.click("#handsfree")
+            await learner.wait_for_function("document.querySelector('#handsfree').getAttribute('aria-pressed') === 'true'", timeout=10_000)  # hands-free by default
             card = dashboard.locator('.room[data-room="class-1"]')
             await card.wait_for(timeout=10_000)
             await dashboard.wait_for_function("window.dashboard.rooms['class-1']?.joined", timeout=10_000)

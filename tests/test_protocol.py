@@ -82,6 +82,7 @@ SAMPLES: list[p.Message] = [
     p.Answer(question_id="q1", choice="b"),
     p.PttStart(),
     p.PttStop(),
+    p.UnheardSpeech(),
     p.RateTurn(turn_id=3, rating=-1),
     p.Survey(answers={"helpful": 5, "pace": 3}, comment="More pendulums!"),
     p.ChooseLesson(lesson_id="photosynthesis"),

@@ -76,7 +76,7 @@ async def test_the_page_hears_the_learner_answers_aloud_and_follows_the_teachers
             await page.goto(links["learner"])
             await page.wait_for_function("window.tutorPage && window.tutorPage.scene.ready", timeout=10_000)
             await page.click("#start")
-            await page.click("#handsfree")
+            await page.wait_for_function("document.querySelector('#handsfree').getAttribute('aria-pressed') === 'true'", timeout=10_000)  # hands-free by default
             await page.wait_for_function("window.tutorPage.joined !== null", timeout=10_000)
             assert await page.get_attribute("#handsfree", "aria-pressed") == "true"
 

@@ -93,7 +93,9 @@ def cmd_say(args) -> int:
     return 0
 
 
-async def _print_live(session, json_mode: bool) -> None:
+async def _print_live(session, json_mode: bool, compressed_clock: bool = False) -> None:
+    """Both sides of the conversation as they happen; ``compressed_clock`` (``--fast``) marks every latency
+    as measured on a clock that ran faster than the recording, never comparable with real-time figures."""
     from voice_tutor.events import (
         BargeIn, FinalTranscript, PartialTranscript, SessionNotice, TurnCompleted, TutorFallback, TutorSpeechEnded,
     )
@@ -111,6 +113,7 @@ async def _print_live(session, json_mode: bool) -> None:
                     "turn": event.turn_id, "learner": event.learner, "tutor": event.tutor,
                     "heard": event.heard, "cut": event.cut, "latency_ms": event.latency_ms,
                     "fallbacks": fallbacks,
+                    "clock": "compressed" if compressed_clock else "real-time",
                 }), flush=True)
                 fallbacks = []
             continue
@@ -126,6 +129,7 @@ async def _print_live(session, json_mode: bool) -> None:
                 print(f"  tutor:   {event.heard}{' …' if event.cut else ''}", flush=True)
             case TurnCompleted():
                 latency = ", ".join(f"{name} {ms:.0f} ms" for name, ms in event.latency_ms.items())
+                latency += "; compressed clock (--fast), not real time" if compressed_clock else ""
                 print(f"  tutor:   {event.heard if event.cut else event.tutor}{' … (cut)' if event.cut else ''}")
                 print(f"           [{latency}]", flush=True)
             case SessionNotice():
@@ -158,7 +162,7 @@ async def _talk(args, config: Config) -> int:
 
                 source, sink = with_echo_cancellation(source, sink)  # the microphone hears the speaker
             session = tutoring.session(models, source, sink)
-            printer = asyncio.create_task(_print_live(session, args.json))
+            printer = asyncio.create_task(_print_live(session, args.json, compressed_clock=args.fast))
             if not args.json:
                 _progress(f"lesson: {tutoring.lesson.title} — tutor: {tutoring.tutor.name}")
                 _progress(f"playing {args.input} into the session" if args.input else "listening (Ctrl+C to stop)")

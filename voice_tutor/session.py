@@ -192,6 +192,11 @@ class Session:
     def add_hint(self, text: str) -> None:
         """A teacher's message or hint: the tutor says it as soon as nobody is talking."""
         if text.strip():
+            self.say(f"Your teacher says: {text.strip()}")
+
+    def say(self, text: str) -> None:
+        """Fixed words the tutor says as soon as nobody is talking (a teacher's message, how to talk)."""
+        if text.strip():
             self._teacher_messages.append(text.strip())
             self._say_teacher_message()
 
@@ -201,7 +206,7 @@ class Session:
             return
         turn_id = self._listener.next_utterance_id()
         self._begin_turn(turn_id)
-        self._responder.say(turn_id, f"Your teacher says: {self._teacher_messages.pop(0)}")
+        self._responder.say(turn_id, self._teacher_messages.pop(0))
 
     def _begin_turn(self, turn_id: int) -> None:
         self._active_turn = turn_id

@@ -457,6 +457,12 @@ class PttStop(RoomMessage):
     type: Literal["ptt_stop"] = "ptt_stop"
 
 
+class UnheardSpeech(RoomMessage):
+    """The learner's page heard speech while push-to-talk was not held: the tutor tells them how to talk."""
+
+    type: Literal["unheard_speech"] = "unheard_speech"
+
+
 class RateTurn(RoomMessage):
     """Thumbs up (+1) or down (-1) on the tutor's reply ``turn_id`` (of ``tutor_text``/``tutor_speech_ended``).
 
@@ -516,7 +522,7 @@ SceneCommand = Annotated[
     Field(discriminator="type"),
 ]
 SimCommand = Union[StartSimulation, StopSimulation, SetSimParam]
-LearnerAction = Union[SelectObject, Gaze, Answer, PttStart, PttStop, RateTurn, Survey, ChooseLesson]
+LearnerAction = Union[SelectObject, Gaze, Answer, PttStart, PttStop, UnheardSpeech, RateTurn, Survey, ChooseLesson]
 SessionEventMessage = Union[
     LearnerSpeechStarted,
     PartialTranscript,
@@ -585,16 +591,17 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         TutorSpeechEnded, BargeIn, TurnCompleted, MasteryUpdate, Alert, Notice, LessonStarted,
         LoadScene, Highlight, ShowLabel, SpawnObject, MoveObject, RemoveObject,
         StartSimulation, StopSimulation, SetSimParam, SimState,
-        SelectObject, Gaze, Answer, PttStart, PttStop, RateTurn, Survey, ChooseLesson, TeacherMessage,
+        SelectObject, Gaze, Answer, PttStart, PttStop, UnheardSpeech, RateTurn, Survey, ChooseLesson, TeacherMessage,
     )
 }  # fmt: skip
 
 SCENE_COMMANDS = frozenset({"load_scene", "highlight", "show_label", "spawn_object", "move_object", "remove_object"})
 SIM_COMMANDS = frozenset({"start_simulation", "stop_simulation", "set_sim_param"})
 LEARNER_ACTIONS = frozenset({
-    "select_object", "gaze", "answer", "ptt_start", "ptt_stop", "rate_turn", "survey", "choose_lesson",
+    "select_object", "gaze", "answer", "ptt_start", "ptt_stop", "unheard_speech", "rate_turn", "survey",
+    "choose_lesson",
 })
-PRIVATE_ACTIONS = frozenset({"survey"})
+PRIVATE_ACTIONS = frozenset({"survey", "unheard_speech"})
 """Learner actions for the tutor's records only: echoed to their sender, never shown to the room."""
 HANDSHAKE = frozenset({"hello", "join"})
 ALLOWED: dict[str, frozenset[str]] = {

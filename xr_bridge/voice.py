@@ -75,6 +75,11 @@ from .simulations import scene_models
 log = logging.getLogger(__name__)
 
 
+HOW_TO_TALK = "I can't hear you yet. Hold the Talk button, or the space bar, while you speak."
+"""Said when a learner's page hears speech while push-to-talk is not held."""
+HOW_TO_TALK_EVERY_S = 15.0
+
+
 @dataclass(frozen=True, slots=True)
 class FloorOptions:
     """How learners of one room take turns at the single listener."""
@@ -214,6 +219,7 @@ class VoiceRoom:
         self.seat_grace_s = seat_grace_s
         """A learner gone from the room this long (not just reloading the page) leaves the session."""
         self._gone_since: dict[str, float] = {}
+        self._told_how_to_talk_at = -HOW_TO_TALK_EVERY_S
         self._told_recording: set[str] = set()
         """Learners (client ids) told that this session is recorded."""
         self._told_lesson: set[str] = set()
@@ -272,6 +278,8 @@ class VoiceRoom:
                 if floor.holder is not None and not floor.holds(client):
                     return  # someone else is speaking
                 await self._answer(client, choice.replace("_", " ").replace("-", " ").strip())
+            case p.UnheardSpeech():
+                self._tell_how_to_talk(now)
             case p.RateTurn(turn_id=turn_id, rating=rating):
                 self._feedback(ev.TurnRated(rating=rating, turn_id=turn_id, source="page", learner=client.name))
             case p.Survey(answers=answers, comment=comment):
@@ -279,6 +287,14 @@ class VoiceRoom:
                                                  learner=client.name))
             case p.ChooseLesson(lesson_id=lesson_id):
                 await self._choose_lesson(client, lesson_id)
+
+    def _tell_how_to_talk(self, now: float) -> None:
+        """A learner spoke without holding push-to-talk: the tutor says how (at most every ``HOW_TO_TALK_EVERY_S``)."""
+        session = self.session
+        if session is None or now - self._told_how_to_talk_at < HOW_TO_TALK_EVERY_S:
+            return
+        self._told_how_to_talk_at = now
+        session.say(HOW_TO_TALK)
 
     def _feedback(self, event: ev.Event) -> None:
         """Hand a learner's rating or survey to the session (its recorder stores it), if one runs."""

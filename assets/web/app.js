@@ -6,7 +6,7 @@
 // captions and the session's state, and hands scene and simulation messages to
 // the 3D view (scene.js, three.js from npm).  Nothing is fetched from elsewhere.
 //
-// URL: /?room=ROOM&role=learner|teacher|observer&name=NAME&token=TOKEN[&handsfree=1]
+// URL: /?room=ROOM&role=learner|teacher|observer&name=NAME&token=TOKEN[&handsfree=0 for push-to-talk]
 // (room, role and name default to the token's claims).
 //
 // Kiosk mode, /?kiosk=KEY (`voice-tutor serve --kiosk` prints it): a sign-in screen; the server
@@ -25,7 +25,17 @@ const PROTOCOL_VERSION = 1;
 const AUDIO_HEADER = 12;
 const AUDIO_KIND = { learner: 1, tutor: 2 };
 const FRAME_S = 0.04; // microphone frames of 40 ms (the protocol asks for 20-100 ms)
-const PLAYBACK_LEAD_S = 0.12; // tutor audio is scheduled this far ahead after a gap (absorbs jitter)
+const PLAYBACK_LEAD_S = 0.04; // tutor audio is scheduled this far ahead after a gap (the server sends 150 ms ahead)
+const FLUSH_TIMEOUT_MS = 1000; // a push-to-talk release waits for the worklet's flush at most this long
+const SPEECH_LEVEL_MIN = 0.006; // frame RMS (about -44 dBFS) below which nothing counts as speech
+const SPEECH_OVER_NOISE = 3; // ...and speech stands this far (about 10 dB) above the room's noise floor
+const NOISE_RISE = 0.004; // per frame: the noise floor follows a steady sound up in about 10 s
+const PRE_ROLL_FRAMES = 8; // 320 ms kept while quiet, so hands-free does not clip the first word
+const HANDS_FREE_TAIL_S = 2.0; // sent after the last loud frame: the tutor's longest end-of-turn wait is 1.2 s
+const NUDGE_AFTER_S = 0.4; // this much speech while push-to-talk is idle brings the how-to-talk hint
+const NUDGE_EVERY_S = 15;
+const NUDGE_SHOWN_S = 8;
+const SOUND_LOG_MAX = 6000; // frames kept in page.soundLog (about 4 min of microphone frames)
 const MAX_CAPTION_LINES = 60;
 const NO_RETRY = new Set([4001, 4002, 4004, 4010]);
 const CLOSE_SESSION_ENDED = 4010;
@@ -57,7 +67,12 @@ const page = (window.tutorPage = {
   received: {},
   errors: [],
   audio: { chunks: 0, samples: 0, scheduled: 0, played: 0, playedSeconds: 0 },
-  mic: { frames: 0, bytes: 0, rate: 0, level: 0, peak: 0 },
+  mic: { frames: 0, bytes: 0, rate: 0, level: 0, peak: 0, flushAcks: 0, flushTimeouts: 0 },
+  nudges: { count: 0, lastAt: -Infinity },
+  // When each microphone frame was sent and each tutor audio chunk arrived, with its RMS level:
+  // [performance.now() ms, level], and for a chunk how long until it plays (ms, when scheduled).
+  // benchmarks/browser_latency.py reads latency from these.
+  soundLog: { sent: [], received: [] },
   scene: { ready: false, error: null },
   kiosk: null, // kiosk mode: { signedIn, sessionsEnded, lastEnd }
   ratings: {}, // turn id -> the rating the room echoed back (+1 / -1)
@@ -135,7 +150,7 @@ class TutorVoice {
     page.audio.chunks += 1;
     page.audio.samples += samples.length;
     const context = this.context;
-    if (!context || this.muted) return;
+    if (!context || this.muted) return logSound("received", rmsOf(samples) / 32768, null);
     const buffer = context.createBuffer(1, samples.length, sampleRate);
     const channel = buffer.getChannelData(0);
     for (let i = 0; i < samples.length; i++) channel[i] = samples[i] / 32768;
@@ -145,6 +160,7 @@ class TutorVoice {
     const now = context.currentTime;
     if (this.next < now + 0.01) this.next = now + PLAYBACK_LEAD_S;
     source.start(this.next);
+    logSound("received", rmsOf(samples) / 32768, (this.next - now) * 1000);
     this.next += buffer.duration;
     page.audio.scheduled += 1;
     this.sources.add(source);
@@ -221,7 +237,7 @@ class Microphone {
     });
     this.node.port.onmessage = ({ data }) => {
       if (data.pcm) {
-        this.onFrame(new Int16Array(data.pcm), this.rate);
+        this.onFrame(new Int16Array(data.pcm), this.rate, data.level);
         this.onLevel(data.level);
       }
       if (data.ack) this.acks.get(data.ack)?.();
@@ -265,18 +281,19 @@ class Microphone {
     }
   }
 
-  /** Start or stop sending; stopping resolves once the last partial frame has been handed over. */
-  capture(on) {
+  /** Hand over the partial frame now; resolves when the worklet says it has (after that frame). */
+  flush() {
     if (!this.node) return Promise.resolve();
     const ack = this.nextAck++;
     return new Promise((resolve) => {
-      const done = () => {
-        this.acks.delete(ack);
+      const done = (answered) => {
+        if (!this.acks.delete(ack)) return;
+        page.mic[answered ? "flushAcks" : "flushTimeouts"] += 1;
         resolve();
       };
-      this.acks.set(ack, done);
-      setTimeout(done, 250);
-      this.node.port.postMessage({ capture: on, ack });
+      this.acks.set(ack, () => done(true));
+      setTimeout(() => done(false), FLUSH_TIMEOUT_MS); // only if the worklet died mid-release
+      this.node.port.postMessage({ flush: true, ack });
     });
   }
 }
@@ -891,8 +908,6 @@ function finished() {
   $("start-overlay").hidden = false;
 }
 
-// --- talking ---------------------------------------------------------------------------------------
-
 // --- the lesson and its picker ------------------------------------------------------------------
 // The room says its lesson (and the lessons a learner may switch to) in a "lesson" message; a learner
 // picks another one here, which the tutor takes as if they had asked for it aloud.
@@ -919,22 +934,102 @@ function chooseLesson() {
   if (lessonId && lessonId !== page.lesson) bridge.send({ type: "choose_lesson", lesson_id: lessonId });
 }
 
-function onMicFrame(samples, rate) {
+// --- talking ---------------------------------------------------------------------------------------
+
+// What the microphone sends.  Push-to-talk: every frame from press to release.  Hands-free: from
+// just before the learner's sound starts until HANDS_FREE_TAIL_S after it stops (the tutor needs
+// that silence to end the turn), never pure silence forever.  Speech heard while push-to-talk is
+// idle brings a hint, on screen and in the tutor's voice, on how to talk.
+
+class SoundGate {
+  constructor() {
+    this.noise = SPEECH_LEVEL_MIN / SPEECH_OVER_NOISE; // the room's noise floor (frame RMS)
+    this.open = false; // hands-free frames are being sent
+    this.lastLoudAt = -Infinity;
+    this.loudRunS = 0; // speech heard while push-to-talk is idle, so far
+    this.preRoll = [];
+  }
+
+  /** Whether a frame of this RMS level sounds like speech; follows the noise floor (down at once, up slowly). */
+  loud(level) {
+    this.noise = level < this.noise ? level : this.noise + (level - this.noise) * NOISE_RISE;
+    return level >= Math.max(SPEECH_LEVEL_MIN, this.noise * SPEECH_OVER_NOISE);
+  }
+
+  keep(frame) {
+    this.preRoll.push(frame);
+    if (this.preRoll.length > PRE_ROLL_FRAMES) this.preRoll.shift();
+  }
+}
+
+const gate = new SoundGate();
+let pttSending = false; // from press until the worklet has flushed the release's last frame
+
+function rmsOf(samples) {
+  let sum = 0;
+  for (let i = 0; i < samples.length; i++) sum += samples[i] * samples[i];
+  return Math.sqrt(sum / Math.max(1, samples.length));
+}
+
+function logSound(kind, level, playsInMs = null) {
+  const log = page.soundLog[kind];
+  log.push(playsInMs === null ? [performance.now(), level] : [performance.now(), level, playsInMs]);
+  if (log.length > SOUND_LOG_MAX) log.splice(0, log.length - SOUND_LOG_MAX);
+}
+
+function sendFrame(samples, rate, level) {
   if (bridge.sendAudio(samples, rate)) {
     page.mic.frames += 1;
     page.mic.bytes += samples.byteLength;
+    logSound("sent", level);
   }
+}
+
+function onMicFrame(samples, rate, level) {
+  const loud = gate.loud(level);
+  const now = performance.now() / 1000;
+  if (loud) gate.lastLoudAt = now;
+  if (pttSending) return sendFrame(samples, rate, level);
+  if (handsFree) {
+    if (loud && !gate.open) {
+      gate.open = true;
+      for (const kept of gate.preRoll.splice(0)) sendFrame(...kept);
+    }
+    if (gate.open) {
+      sendFrame(samples, rate, level);
+      gate.open = now - gate.lastLoudAt < HANDS_FREE_TAIL_S;
+      return;
+    }
+  } else if (isLearner) noticeUnheardSpeech(loud);
+  gate.keep([samples, rate, level]);
+}
+
+/** Speech while push-to-talk is idle (and the tutor quiet, so it is not its own echo): say how to talk. */
+function noticeUnheardSpeech(loud) {
+  gate.loudRunS = loud && !voice.playing ? gate.loudRunS + FRAME_S : 0;
+  if (gate.loudRunS < NUDGE_AFTER_S || !bridge.joined) return;
+  gate.loudRunS = 0;
+  const now = performance.now();
+  if (now - page.nudges.lastAt < NUDGE_EVERY_S * 1000) return;
+  page.nudges.lastAt = now;
+  page.nudges.count += 1;
+  const hint = $("talk-hint");
+  hint.hidden = false;
+  clearTimeout(noticeUnheardSpeech.timer);
+  noticeUnheardSpeech.timer = setTimeout(() => (hint.hidden = true), NUDGE_SHOWN_S * 1000);
+  bridge.send({ type: "unheard_speech" }); // the tutor says it too
 }
 
 async function talkStart() {
   if (handsFree || holding || !microphone?.ready || !bridge.joined) return;
-  holding = true;
+  holding = pttSending = true;
+  gate.preRoll = [];
+  $("talk-hint").hidden = true;
   $("talk").classList.add("active");
   $("talk-label").textContent = "Listening… release to send";
   voice.stop({ mute: true }); // the learner wants the floor: stop the tutor here at once
   bridge.send({ type: "ptt_start" });
   setState("listening");
-  await microphone.capture(true);
 }
 
 async function talkStop() {
@@ -942,7 +1037,8 @@ async function talkStop() {
   holding = false;
   $("talk").classList.remove("active");
   $("talk-label").textContent = "Hold to talk";
-  await microphone.capture(false); // the last frame goes out before the release
+  await microphone.flush(); // the last frame goes out before the release
+  pttSending = false;
   bridge.send({ type: "ptt_stop" });
   setState("thinking");
 }
@@ -951,11 +1047,12 @@ async function setHandsFree(on) {
   if (!microphone?.ready) return;
   if (holding) await talkStop();
   handsFree = on;
+  gate.open = false;
+  $("talk-hint").hidden = true;
   $("handsfree").setAttribute("aria-pressed", String(on));
   $("handsfree").textContent = on ? "Hands-free: on" : "Hands-free: off";
   $("talk").disabled = on;
   $("talk-label").textContent = on ? "Just talk" : "Hold to talk";
-  await microphone.capture(on);
 }
 
 function enableControls() {
@@ -1046,7 +1143,6 @@ function onMicStatus(status, detail) {
     banner.hidden = true;
     page.mic.status = "ok";
     enableControls();
-    if (handsFree) microphone.capture(true);
     return;
   }
   page.mic.status = "lost";
@@ -1089,7 +1185,9 @@ async function start() {
     $("signout").hidden = false;
   } else if (isLearner) $("signout").hidden = false; // "Finish"
   bridge.connect();
-  if (isLearner && query.get("handsfree") === "1") {
+  // Hands-free unless the link asks for push-to-talk (?handsfree=0): the lessons greet with
+  // "answer out loud whenever you're ready", and a child at a kiosk should be able to just talk.
+  if (isLearner && query.get("handsfree") !== "0") {
     const ready = setInterval(() => {
       if (bridge.joined) {
         clearInterval(ready);

@@ -2,19 +2,20 @@
 //
 // It runs in an AudioContext at 16 kHz (the browser resamples the microphone), so
 // each frame is ready for the wire: the page prefixes the bridge's 12-byte audio
-// header and sends it.  Frames are collected only while capture is on (push-to-talk
-// held, or hands-free); each carries its RMS level for the on-screen meter.
+// header and sends it.  Every frame is posted with its RMS level; the page decides
+// what is sent (push-to-talk held, or hands-free while there is sound) and listens
+// for speech while nothing is.  ``{flush, ack}`` posts the partial frame at once and
+// answers ``{ack}`` after it, so a push-to-talk release keeps its last words.
 
 class MicCapture extends AudioWorkletProcessor {
   constructor(options) {
     super();
     this.frameSamples = options.processorOptions.frameSamples;
-    this.capture = false;
     this.reset();
     this.port.onmessage = (event) => {
-      if ("capture" in event.data) {
-        this.capture = event.data.capture;
-        if (!this.capture) this.flush();
+      if (event.data.flush) {
+        this.flush();
+        this.port.postMessage({ ack: event.data.ack });
       }
     };
   }
@@ -38,7 +39,7 @@ class MicCapture extends AudioWorkletProcessor {
 
   process(inputs) {
     const channel = inputs[0] && inputs[0][0];
-    if (!channel || !this.capture) return true;
+    if (!channel) return true;
     for (let i = 0; i < channel.length; i++) {
       const s = Math.max(-1, Math.min(1, channel[i]));
       this.frame[this.filled++] = s < 0 ? s * 0x8000 : s * 0x7fff;

@@ -20,6 +20,10 @@ from voice_tutor.audio.sources import AudioInputError
 
 _LEAD_S = 0.06
 """How far ahead of real time a paced sink may run (absorbs scheduling jitter)."""
+PCM_LEAD_S = 0.15
+"""How far ahead a network sink runs: the first 150 ms of a reply go out at once, so the page can
+play its first chunk at once (its own lead is 40 ms) and still ride out the network's and a busy
+server's jitter.  Cost: a barge-in's record of what was heard may run up to this far ahead."""
 
 
 class AudioOutputError(AudioInputError):
@@ -29,8 +33,9 @@ class AudioOutputError(AudioInputError):
 class _RealtimePacer:
     """Sleep so that written audio does not run ahead of the wall clock."""
 
-    def __init__(self, sample_rate: int):
+    def __init__(self, sample_rate: int, lead_s: float = _LEAD_S):
         self.sample_rate = sample_rate
+        self.lead_s = lead_s
         self._base = 0.0
         self._written = 0
 
@@ -39,7 +44,7 @@ class _RealtimePacer:
         if self._written == 0 or now > self._base + self._written / self.sample_rate:
             self._base, self._written = now, 0  # idle gap (or first write): restart the clock
         self._written += samples
-        delay = self._base + self._written / self.sample_rate - _LEAD_S - time.monotonic()
+        delay = self._base + self._written / self.sample_rate - self.lead_s - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -89,10 +94,10 @@ class WavFileSink:
 class PcmSink:
     """Hands int16 little-endian PCM to a callback (the websocket bridge), paced at real time."""
 
-    def __init__(self, send: Callable[[bytes, int], Awaitable[None]], sample_rate: int):
+    def __init__(self, send: Callable[[bytes, int], Awaitable[None]], sample_rate: int, lead_s: float = PCM_LEAD_S):
         self.sample_rate = sample_rate
         self._send = send
-        self._pacer = _RealtimePacer(sample_rate)
+        self._pacer = _RealtimePacer(sample_rate, lead_s)
 
     async def write(self, samples: np.ndarray) -> None:
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
