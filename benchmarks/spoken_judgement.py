@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voices", default=",".join(VOICES), help="comma-separated, of: " + ", ".join(VOICES))
     parser.add_argument("--limit", type=int, default=0, help="at most this many utterances per label (0: all)")
     parser.add_argument("--all", action="store_true", help="also wrong answers, hedged lists and non-answers")
-    parser.add_argument("--show", action="store_true", help="print every right answer not judged right")
+    parser.add_argument("--show", action="store_true",
+                        help="print every right answer not judged right, non-answer graded, or wrong/hedged one judged right")
     args = parser.parse_args(argv)
     labels = {"right", "wrong", "hedged", "multi", *NOT_ANSWERS} if args.all else {"right"}
     items = [item for item in load_items(["handwritten.json"]) if item.label in labels]
@@ -129,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                 heard = recognizer.transcribe_turn(audio, hotwords=hotwords[mode], language=language)
                 outcome = judge(heard.text, question, language, confidence=heard.confidence)
                 outcomes[(item.label, voice, mode)][outcome] += 1
-                if args.show and item.label == "right" and outcome != "correct":
-                    misses.append(f"  {voice:<15} {mode:<19} {item.text!r} -> {heard.text!r} "
+                misjudged = ((item.label == "right" and outcome != "correct")
+                             or (item.label in NOT_ANSWERS and outcome in ("correct", "wrong"))
+                             or (item.label in ("hedged", "multi", "wrong") and outcome == "correct"))
+                if args.show and misjudged:
+                    misses.append(f"  {item.label:<9} {voice:<15} {mode:<19} {item.text!r} -> {heard.text!r} "
                                   f"({outcome}, confidence {heard.confidence or 0:.2f})")
     elapsed = time.perf_counter() - started
     print(f"{len(items)} utterances x {len(voices)} voices x {len(MODES)} modes in {elapsed:.0f} s; "
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             chosen = sum(outcomes[(label, voice, mode)]["correct"] for label in ("hedged", "multi") for voice in voices)
             print(f"{mode}: non-answers graded {graded} of {total}; hedged/multi judged correct {chosen}")
     if misses:
-        print("\nright answers not judged right:")
+        print("\nmisjudged:")
         print("\n".join(misses))
     return 0
 

@@ -207,7 +207,8 @@ def answer_words(question: Question) -> list[str]:
 
     Not its anticipated wrong answers too: a longer prompt pulls everything said towards it (with
     "seventeen eighteen sixteen" Whisper heard a learner's "thumbs down" as "bum's down"), and
-    benchmarks/spoken_judgement.py shows biasing towards the right answer does not make wrong ones heard right.
+    biasing towards the right answer alone judged none of 80 spoken wrong answers right
+    (benchmarks/spoken_judgement.py --all --limit 10).
     """
     said = []
     for answer in question.answers:
