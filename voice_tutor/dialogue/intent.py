@@ -516,7 +516,7 @@ _STOP_WORDS = set(
 
 
 def _content_words(text: str) -> list[str]:
-    return [w for w in text.split() if w not in _STOP_WORDS and len(w) > 1]
+    return [w for w in text.split() if w not in _STOP_WORDS and (len(w) > 1 or w.isdigit())]
 
 
 def _unknown_text_answer(cleaned: str, question: Question, language: str) -> Understanding | None:
