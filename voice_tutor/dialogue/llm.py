@@ -459,6 +459,10 @@ def _error_kind(error: BaseException) -> str:
     return "bad_response"
 
 
+OLLAMA_DEFAULT_CONTEXT = 2048
+"""Ollama's window when a model sets no ``num_ctx``; it cuts longer prompts silently."""
+
+
 async def discover_context_tokens(config: LLMConfig) -> int | None:
     """The context window the endpoint says it has for ``config.model``, or None if it does not say.
 
@@ -505,9 +509,6 @@ async def discover_context_tokens(config: LLMConfig) -> int | None:
         return None
     finally:
         await client.close()
-
-
-OLLAMA_DEFAULT_CONTEXT = 2048
 
 
 async def check_endpoint(config: LLMConfig) -> None:
