@@ -313,7 +313,9 @@ async def test_barge_in_cuts_the_reply_in_real_time(barge_in_recording, run_cli,
     assert loudest_between(tutor_wav, 0.5, twelve.start) > 0.05  # the greeting was playing
     assert loudest_between(tutor_wav, twelve.start + 0.6, twelve.end + 0.25) < 0.005
     assert loudest_between(tutor_wav, twelve.end + 0.4, again.start) > 0.05  # the reply was playing
-    assert loudest_between(tutor_wav, again.start + 0.6, again.end + 0.25) < 0.005
+    # Until the clip ends: the reply to it may start within 250 ms of that now (the clip ends in piper's trailing
+    # silence, and the player no longer plays piper's silent lead-in), so no margin after it is asked for.
+    assert loudest_between(tutor_wav, again.start + 0.6, again.end) < 0.005
 
 
 async def test_barge_in_events_in_process(speech_models, barge_in_recording, tmp_path):

@@ -62,12 +62,14 @@ class Understanding:
     """ANSWER: the words to grade (negated options and restated question removed)."""
 
 
-UNSURE_CONFIDENCE = 0.35
+UNSURE_CONFIDENCE = 0.25
 """Below this recognizer confidence (the mean token probability of the transcript), an answer is confirmed.
 
 On 350 spoken answers (5 voices, benchmarks/spoken_judgement.py's material) 15 fell below 0.35, 10 of
-them misheard; correctly heard short answers often score 0.35-0.45, so a higher bar would question
-too many right answers.  Most mishearings score higher still: this only catches the doubtful ones."""
+them misheard; but correctly heard short answers often score 0.3-0.45 (piper's clear "twelve" and
+"seventeen" with the answer hotwords: 0.36 and 0.32), and 0.35 asked "did you say twelve?" of them.
+Most mishearings score higher still: this only catches the doubtful ones; near misses are confirmed
+by what was heard, not by this score."""
 NEAR_MISS = 70
 """rapidfuzz ratio from which a heard word that is no answer counts as a slip for an accepted one."""
 NEAR_MISS_IN_ANSWER_PLACE = 60
